@@ -1,0 +1,1 @@
+"""Project generation: options, prompts, templates and the Abalone sample models."""

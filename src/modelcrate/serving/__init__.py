@@ -1,0 +1,1 @@
+"""The in-image serving runtime: the SageMaker hosting contract. Imports no control-plane code."""

@@ -1,0 +1,404 @@
+"""Request decoders and response encoders, chosen by MIME type.
+
+Decoders turn a body into a 2-D float64 array of records (or, with ``SAGEMAKER_INFERENCE_INPUT``, a list
+of keyed records from the previous container of a pipeline). Every malformed body becomes a
+:class:`BadRequest` whose message says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from modelcrate.predictors import Prediction
+from modelcrate.serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+CSV = "text/csv"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+NPY = "application/x-npy"
+LIBSVM = "text/libsvm"
+_ALIASES = {
+    "application/x-jsonlines": JSONLINES,
+    "application/json-lines": JSONLINES,
+    "application/jsonl": JSONLINES,
+    "text/x-libsvm": LIBSVM,
+}
+OUTPUT_TYPES = (JSON, CSV, JSONLINES, NPY)
+_TEXT_CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
+_SHOWN = 40  # longest excerpt of client input quoted back in an error
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What decoders know of the model: feature names map JSON objects to columns."""
+
+    feature_names: tuple[str, ...] | None = None
+    n_features: int | None = None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+@lru_cache(maxsize=256)
+def media_type(header: str) -> str:
+    """The lower-case ``type/subtype`` of a Content-Type header; a charset other than UTF-8 is refused."""
+    base, _, params = header.partition(";")
+    base = base.strip().lower()
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _TEXT_CHARSETS:
+            raise UnsupportedMediaType(f"charset {value.strip()} is not supported; send UTF-8")
+    return _ALIASES.get(base, base)
+
+
+@lru_cache(maxsize=256)
+def negotiate(accept: str | None, default: str) -> str:
+    """The response type for an Accept header: highest q-value first, then the order given."""
+    if not accept or not accept.strip():
+        return default
+    offers = []
+    for position, item in enumerate(accept.split(",")):
+        base, _, params = item.partition(";")
+        base = base.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if base and quality > 0:
+            offers.append((-quality, position, _ALIASES.get(base, base)))
+    for _, _, base in sorted(offers):
+        if base == "*/*":
+            return default
+        if base in OUTPUT_TYPES:
+            return base
+        if base.endswith("/*"):
+            family = base[:-1]
+            match = default if default.startswith(family) else next(
+                (t for t in OUTPUT_TYPES if t.startswith(family)), None
+            )
+            if match:
+                return match
+    raise NotAcceptable(f"cannot answer with {accept.strip()!r}; supported: {', '.join(OUTPUT_TYPES)}")
+
+
+def _text(body: bytes, what: str) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{what} body is not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def _number(cell: str, line: int, column: int) -> float:
+    text = cell.strip()
+    if not text:
+        return math.nan
+    try:
+        return float(text.replace("_", "x"))  # float() accepts 1_000; CSV numbers never have underscores
+    except ValueError:
+        hint = " (a header row? send records only)" if line == 1 else ""
+        raise BadRequest(f"CSV line {line}, column {column}: {_show(cell)} is not a number{hint}") from None
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    if '"' in text:
+        try:
+            return [row for row in csv.reader(io.StringIO(text), strict=True)]
+        except csv.Error as exc:
+            raise BadRequest(f"malformed CSV: {exc}") from None
+    return [line.split(",") for line in text.splitlines()]
+
+
+def _csv_slow(text: str) -> np.ndarray:
+    """Cell by cell, to find the line and column of what is wrong, and to read empty fields as NaN."""
+    rows = _csv_rows(text)
+    while rows and rows[-1] in ([], [""]):
+        rows.pop()
+    if not rows:
+        raise BadRequest("CSV body has no records")
+    width = len(rows[0])
+    values = []
+    for line, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise BadRequest(f"CSV line {line} has {len(row)} fields but line 1 has {width}")
+        values.append([_number(cell, line, column) for column, cell in enumerate(row, start=1)])
+    return np.array(values, dtype=np.float64)
+
+
+def decode_csv(body: bytes, schema: Schema) -> np.ndarray:
+    text = _text(body, "CSV")
+    if '"' not in text:
+        try:
+            # numpy's C reader; anything unusual (empty fields, errors) goes the slow, precise way.
+            records = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, comments=None, dtype=np.float64)
+            if records.size:
+                return records
+        except ValueError:
+            pass
+    return _csv_slow(text)
+
+
+def _record(item, schema: Schema, where: str) -> list:
+    if isinstance(item, dict):
+        if "features" in item:
+            return _record(item["features"], schema, where)
+        names = schema.feature_names
+        if not names:
+            raise BadRequest(
+                f"{where} is an object, but this model has no feature names to map its keys to; send a list"
+            )
+        missing = [n for n in names if n not in item]
+        unknown = [k for k in item if k not in names]
+        if missing or unknown:
+            parts = ([f"missing {', '.join(map(_show, missing[:5]))}"] if missing else []) + (
+                [f"unknown {', '.join(map(_show, unknown[:5]))}"] if unknown else []
+            )
+            raise BadRequest(f"{where} does not match the model's features: {'; '.join(parts)}")
+        return [item[n] for n in names]
+    if isinstance(item, list):
+        return item
+    raise BadRequest(f"{where} must be a list of numbers or an object, not {type(item).__name__}")
+
+
+def _records_of(value, schema: Schema, where: str) -> list[list]:
+    """Records from a decoded JSON value: a 2-D list, one record, or a list of objects."""
+    if isinstance(value, dict):
+        for key in ("instances", "inputs"):
+            if key in value:
+                return _records_of(value[key], schema, f"{where}[{key!r}]")
+        return [_record(value, schema, where)]
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be a list or an object, not {type(value).__name__}")
+    if not value:
+        raise BadRequest(f"{where} is an empty list: no records to predict")
+    if all(isinstance(v, (list, dict)) for v in value):
+        return [_record(v, schema, f"{where}[{i}]") for i, v in enumerate(value)]
+    if schema.n_features == 1 and len(value) > 1:
+        return [[v] for v in value]  # a single-feature model: each scalar is a record
+    return [value]
+
+
+def _matrix(records: Sequence[list], what: str) -> np.ndarray:
+    try:
+        return np.array(records, dtype=np.float64, ndmin=2)
+    except (ValueError, TypeError):
+        pass
+    width = len(records[0])
+    for r, row in enumerate(records):
+        if len(row) != width:
+            raise BadRequest(f"{what} record {r} has {len(row)} values but record 0 has {width}")
+        for c, v in enumerate(row):
+            if v is not None and (isinstance(v, (list, dict, str)) or not isinstance(v, (int, float))):
+                raise BadRequest(f"{what} record {r}, value {c}: {_show(v)} is not a number")
+    raise BadRequest(f"{what} records are not numeric")
+
+
+def _json_value(text: str, what: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"invalid {what}: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest(f"invalid {what}: nested too deeply") from None
+
+
+def decode_json(body: bytes, schema: Schema) -> np.ndarray:
+    value = _json_value(_text(body, "JSON"), "JSON")
+    return _matrix(_records_of(value, schema, "JSON body"), "JSON")
+
+
+def decode_jsonlines(body: bytes, schema: Schema) -> np.ndarray:
+    records = []
+    for number, line in enumerate(_text(body, "JSON Lines").splitlines(), start=1):
+        if line.strip():
+            value = _json_value(line, f"JSON Lines (line {number})")
+            records.extend(_records_of(value, schema, f"JSON Lines line {number}"))
+    if not records:
+        raise BadRequest("JSON Lines body has no records")
+    return _matrix(records, "JSON Lines")
+
+
+def decode_npy(body: bytes, schema: Schema) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise BadRequest("NPY object arrays (pickles) are refused; send a numeric array") from None
+        raise BadRequest("body is not a valid NPY array (write it with numpy.save)") from None
+    except (OSError, EOFError):
+        raise BadRequest("body is not a valid NPY array (write it with numpy.save)") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise BadRequest(f"NPY array must be numeric, not {getattr(array, 'dtype', type(array))}")
+    if array.ndim == 1:
+        array = array.reshape(-1, 1) if schema.n_features == 1 else array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise BadRequest(f"NPY array must be 1-D (one record) or 2-D (records), not shape {array.shape}")
+    return array.astype(np.float64, copy=False)
+
+
+def decode_libsvm(body: bytes, schema: Schema) -> np.ndarray:
+    """``[label] index:value ...`` per line; absent features are missing (NaN), as XGBoost reads them."""
+    rows: list[dict[int, float]] = []
+    for number, line in enumerate(_text(body, "libsvm").splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if ":" not in tokens[0]:
+            tokens = tokens[1:]  # the label column is ignored
+        row = {}
+        for token in tokens:
+            index, _, value = token.partition(":")
+            try:
+                row[int(index)] = float(value)
+            except ValueError:
+                raise BadRequest(f"libsvm line {number}: {_show(token)} is not index:value") from None
+            if int(index) < 0:
+                raise BadRequest(f"libsvm line {number}: negative feature index {index}")
+        rows.append(row)
+    if not rows:
+        raise BadRequest("libsvm body has no records")
+    width = schema.n_features or max((max(r) + 1 for r in rows if r), default=1)
+    records = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        for index, value in row.items():
+            if index >= width:
+                raise BadRequest(f"libsvm line {i + 1}: feature index {index} but the model has {width} features")
+            records[i, index] = value
+    return records
+
+
+def decode_keyed_csv(body: bytes, keys: Sequence[str]) -> list[dict]:
+    """Rows written by a previous container's inference keys, e.g. ``1,"[0.2, 0.8]"``."""
+    rows = _csv_rows(_text(body, "CSV"))
+    records = []
+    for line, row in enumerate(rows, start=1):
+        if not row or row == [""]:
+            continue
+        if len(row) != len(keys):
+            raise BadRequest(f"CSV line {line} has {len(row)} fields; SAGEMAKER_INFERENCE_INPUT names {len(keys)}")
+        record = {}
+        for key, cell in zip(keys, row):
+            try:
+                record[key] = ast.literal_eval(cell) if cell.startswith("[") else _scalar(cell)
+            except (ValueError, SyntaxError):
+                raise BadRequest(f"CSV line {line}: {key} {_show(cell)} is not a list") from None
+        records.append(record)
+    return records
+
+
+def _scalar(cell: str):
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    return int(number) if number.is_integer() and "." not in cell and "e" not in cell.lower() else number
+
+
+DECODERS: dict[str, Callable[[bytes, Schema], np.ndarray]] = {
+    CSV: decode_csv,
+    JSON: decode_json,
+    JSONLINES: decode_jsonlines,
+    NPY: decode_npy,
+    LIBSVM: decode_libsvm,
+}
+
+
+def decode(body: bytes, content_type: str, schema: Schema, supported: Sequence[str] = tuple(DECODERS)):
+    if not body:
+        raise BadRequest("empty request body: send at least one record")
+    if content_type not in supported:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; send one of {', '.join(supported)}"
+        )
+    return DECODERS[content_type](body, schema)
+
+
+# ---- encoders -------------------------------------------------------------------------------------
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def _csv_field(value) -> str:
+    if isinstance(value, list):
+        return str(value)  # AWS's containers write lists as Python reprs: "[0.2, 0.8]", "['cat', 'dog']"
+    return str(value)
+
+
+def _csv_lines(rows: list[list]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([[_csv_field(v) for v in row] for row in rows])
+    return buffer.getvalue().encode()
+
+
+def keyed_records(prediction: Prediction, keys: Sequence[str]) -> list[dict]:
+    values = prediction.values.tolist()
+    columns: dict[str, list] = {}
+    for key in keys:
+        if key == "predicted_label":
+            columns[key] = values
+        elif key == "probabilities":
+            columns[key] = prediction.probabilities.tolist()
+        elif key == "probability":
+            proba = prediction.probabilities
+            columns[key] = (proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)).tolist()
+        elif key == "labels":
+            columns[key] = [list(prediction.labels)] * len(values)
+    return [{key: columns[key][i] for key in keys} for i in range(len(values))]
+
+
+def encode(result, accept: str, keys: Sequence[str] | None = None) -> bytes:
+    """Encode a :class:`Prediction` (with inference ``keys``) or any array-like result as ``accept``."""
+    if isinstance(result, Prediction):
+        if keys:
+            if accept == NPY:
+                raise NotAcceptable("application/x-npy cannot carry inference keys; ask for CSV, JSON or JSON Lines")
+            rows = keyed_records(result, keys)
+            if accept == CSV:
+                return _csv_lines([[row[k] for k in keys] for row in rows])
+            if accept == JSONLINES:
+                return "".join(json.dumps(r) + "\n" for r in rows).encode()
+            return json.dumps({"predictions": rows}).encode()
+        result = result.values
+    if accept == NPY:
+        array = np.asarray(result)
+        buffer = io.BytesIO()
+        np.save(buffer, array.astype(str) if array.dtype == object else array, allow_pickle=False)
+        return buffer.getvalue()
+    if isinstance(result, dict):
+        if accept == JSON:
+            return json.dumps(_jsonable(result)).encode()
+        raise NotAcceptable(f"this result is an object and can be sent as {JSON} only")
+    values = _plain(result)
+    if not isinstance(values, list):
+        values = [values]
+    if accept == JSON:
+        return json.dumps({"predictions": values}).encode()
+    if accept == JSONLINES:
+        return "".join(json.dumps(v) + "\n" for v in values).encode()
+    if values and not isinstance(values[0], list | str) and all(isinstance(v, int | float) for v in values):
+        return ("\n".join(map(str, values)) + "\n").encode()  # the common case, without the csv module
+    return _csv_lines([v if isinstance(v, list) else [v] for v in values])
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return _plain(value)

@@ -1,0 +1,159 @@
+"""The runtime's configuration, read once from the environment (SageMaker's variables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelcrate.serving.errors import ConfigError
+
+MIB = 1024 * 1024
+REALTIME_PAYLOAD_MB = 6
+MAX_PAYLOAD_MB = 100
+INFERENCE_KEYS = ("predicted_label", "probability", "probabilities", "labels")
+BATCH_STRATEGIES = {
+    "MULTI_RECORD": "MULTI_RECORD",
+    "MULTIRECORD": "MULTI_RECORD",
+    "SINGLE_RECORD": "SINGLE_RECORD",
+    "SINGLERECORD": "SINGLE_RECORD",
+}
+
+
+def parse_keys(raw: str | None, source: str) -> tuple[str, ...] | None:
+    """Inference keys as SageMaker spells them: split on ',', strip, lower-case."""
+    if raw is None or not raw.strip():
+        return None
+    keys = tuple(k.strip().lower() for k in raw.split(",") if k.strip())
+    unknown = [k for k in keys if k not in INFERENCE_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown inference key(s) {', '.join(unknown)}; known keys: {', '.join(INFERENCE_KEYS)}"
+        )
+    return keys
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw} must be positive")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model_dir: Path = Path("/opt/ml/model")
+    model_format: str | None = None
+    model_file: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout: float = 60.0
+    default_accept: str = "application/json"
+    max_payload_mb: int = REALTIME_PAYLOAD_MB
+    log_level: int = 20
+    program: str = "inference.py"
+    submit_directory: Path | None = None
+    batch: bool = False
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int | None = None
+    inference_supported: tuple[str, ...] | None = None
+    inference_input: tuple[str, ...] | None = None
+    inference_output: tuple[str, ...] | None = None
+
+    @property
+    def max_payload_bytes(self) -> int:
+        # 0 means chunked streaming of whole objects: bounded by the batch maximum.
+        return (self.max_payload_mb or MAX_PAYLOAD_MB) * MIB
+
+    @property
+    def code_dir(self) -> Path:
+        return self.submit_directory or self.model_dir / "code"
+
+    @property
+    def execution_parameters(self) -> dict:
+        return {
+            # By default as many as there are workers, within the 100 MB budget of concurrency x payload.
+            "MaxConcurrentTransforms": self.max_concurrent_transforms
+            or max(1, min(self.workers, MAX_PAYLOAD_MB // max(self.max_payload_mb, 1))),
+            "BatchStrategy": self.batch_strategy,
+            "MaxPayloadInMB": self.max_payload_mb,
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> ServingConfig:
+        """Read SageMaker's variables; keyword ``overrides`` (CLI flags) win over the environment."""
+        env = os.environ if env is None else env
+        if _flag(env, "SAGEMAKER_MULTI_MODEL"):
+            raise ConfigError(
+                "SAGEMAKER_MULTI_MODEL=true asks for a multi-model endpoint, which this runtime does not "
+                "serve yet; unset it to serve the single model in /opt/ml/model"
+            )
+        strategy_raw = env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD").strip()
+        strategy = BATCH_STRATEGIES.get(strategy_raw.upper())
+        if strategy is None:
+            raise ConfigError(
+                f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD"
+            )
+        submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
+        values = dict(
+            model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
+            model_format=env.get("MODELCRATE_MODEL_FORMAT") or None,
+            model_file=env.get("MODELCRATE_MODEL_FILE") or None,
+            host=env.get("MODELCRATE_BIND_HOST", "0.0.0.0"),
+            port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1),
+            workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1),
+            timeout=_seconds(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0),
+            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or "application/json",
+            max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_PAYLOAD_MB, 0),
+            log_level=_int(env, "SAGEMAKER_CONTAINER_LOG_LEVEL", 20, 0),
+            program=env.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py",
+            # SageMaker's framework containers pass an s3:// URI here for training code; only a local
+            # directory can hold inference code inside a network-isolated container.
+            submit_directory=Path(submit) if submit and "://" not in submit else None,
+            batch=_flag(env, "SAGEMAKER_BATCH"),
+            batch_strategy=strategy,
+            max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0) or None,
+            inference_supported=parse_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED"), "SAGEMAKER_INFERENCE_SUPPORTED"),
+            inference_input=parse_keys(env.get("SAGEMAKER_INFERENCE_INPUT"), "SAGEMAKER_INFERENCE_INPUT"),
+            inference_output=parse_keys(env.get("SAGEMAKER_INFERENCE_OUTPUT"), "SAGEMAKER_INFERENCE_OUTPUT"),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port} is out of range 1-65535")
+        if self.max_payload_mb > MAX_PAYLOAD_MB:
+            raise ConfigError(f"SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} exceeds the limit of {MAX_PAYLOAD_MB}")
+        params = self.execution_parameters
+        if params["MaxConcurrentTransforms"] * max(self.max_payload_mb, 1) > MAX_PAYLOAD_MB:
+            raise ConfigError(
+                f"MaxConcurrentTransforms ({params['MaxConcurrentTransforms']}) x MaxPayloadInMB "
+                f"({self.max_payload_mb}) exceeds {MAX_PAYLOAD_MB}; lower SAGEMAKER_MAX_CONCURRENT_TRANSFORMS "
+                "or SAGEMAKER_MAX_PAYLOAD_IN_MB"
+            )

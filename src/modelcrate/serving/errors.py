@@ -1,0 +1,38 @@
+"""Client-facing errors: each carries an HTTP status and a short message that leaks no internals.
+
+User code in ``inference.py`` may raise these too (``from modelcrate.serving.errors import BadRequest``).
+"""
+
+from __future__ import annotations
+
+from modelcrate.errors import StartupError
+
+
+class HttpError(Exception):
+    status = 500
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(HttpError):
+    status = 400
+
+
+class NotAcceptable(HttpError):
+    status = 406
+
+
+class PayloadTooLarge(HttpError):
+    status = 413
+
+
+class UnsupportedMediaType(HttpError):
+    status = 415
+
+
+class ConfigError(StartupError):
+    """The container's environment or user code is wrong: the server refuses to start, saying why."""

@@ -1,0 +1,174 @@
+"""The process SageMaker starts (PID 1 in the container): binds the port, forks the workers, replaces
+crashed ones, kills a worker stuck past the request timeout, and on SIGTERM drains them all.
+
+It imports no framework and no numpy: worker processes size their thread pools before loading any.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from modelcrate.errors import StartupError
+from modelcrate.serving.config import ServingConfig
+from modelcrate.serving.errors import ConfigError
+from modelcrate.serving.logs import configure_logging
+from modelcrate.serving.metrics import SharedMetrics
+
+log = logging.getLogger("modelcrate.serving")
+
+STOP_SECONDS = 28.0  # SageMaker sends SIGKILL 30 s after SIGTERM
+STUCK_GRACE_SECONDS = 10.0  # past the timeout, a worker that did not answer its 504 is killed
+MAX_START_FAILURES = 5
+EXIT_START_FAILED = 3
+
+
+def _thread_environment(config: ServingConfig) -> None:
+    """One worker per core by default: give each worker its share of cores for OpenMP/BLAS/TensorFlow."""
+    threads = str(max(1, (os.cpu_count() or 1) // config.workers))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(name, threads)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _worker_main(config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    _thread_environment(config)
+    try:
+        from modelcrate.serving.worker import run_worker
+
+        run_worker(config, sock, shared, slot)
+        return 0
+    except StartupError as exc:
+        log.error(f"cannot start: {exc}", extra={"worker": slot})
+    except Exception as exc:
+        log.exception(f"cannot start: {exc}", extra={"worker": slot})
+    return EXIT_START_FAILED
+
+
+class Supervisor:
+    def __init__(self, config: ServingConfig):
+        self.config = config
+        self.shared = SharedMetrics(config.workers)
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.start_failures = [0] * config.workers
+        self.stopping = False
+        self.sock: socket.socket | None = None
+
+    def spawn(self, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _worker_main(self.config, self.sock, self.shared, slot)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.children[pid] = slot
+
+    def stop(self, signum, frame) -> None:
+        if not self.stopping:
+            log.info(f"received {signal.Signals(signum).name}: draining workers")
+        self.stopping = True
+        for pid in self.children:
+            _signal(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        self.sock = socket.create_server((self.config.host, self.config.port), backlog=2048)
+        self.sock.setblocking(False)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        log.info(
+            "serving",
+            extra={"port": self.config.port, "workers": self.config.workers, "model_dir": str(self.config.model_dir)},
+        )
+        for slot in range(self.config.workers):
+            self.spawn(slot)
+        exit_code = 0
+        while self.children and not self.stopping:
+            if not self._reap_and_replace():
+                exit_code = 1
+                break
+            self._kill_stuck_workers()
+            time.sleep(0.1)
+        self.stopping = True
+        self._wait_for_children()
+        self.sock.close()
+        return exit_code
+
+    def _reap_and_replace(self) -> bool:
+        """Replace dead workers; False when a worker cannot even start (the model or config is broken)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid == 0:
+                return True
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue  # not ours (PID 1 reaps orphans too)
+            was_ready = self.shared.is_ready(slot)
+            self.shared.slot(slot).set_ready(False)
+            code = os.waitstatus_to_exitcode(status)
+            if code == EXIT_START_FAILED or not was_ready:
+                self.start_failures[slot] += 1
+                if code == EXIT_START_FAILED or self.start_failures[slot] >= MAX_START_FAILURES:
+                    log.error("a worker could not start; stopping (the reason is logged above)")
+                    self.stop(signal.SIGTERM, None)
+                    return False
+            else:
+                self.start_failures[slot] = 0
+            log.warning("worker exited; replacing it", extra={"worker": slot, "exit_code": code})
+            self.spawn(slot)
+
+    def _kill_stuck_workers(self) -> None:
+        now = time.monotonic()
+        for pid, slot in self.children.items():
+            busy = self.shared.busy_since(slot)
+            if busy and now - busy > self.config.timeout + STUCK_GRACE_SECONDS:
+                log.error("worker stuck past the request timeout; killing it", extra={"worker": slot})
+                _signal(pid, signal.SIGKILL)
+                self.shared.slot(slot).end()
+
+    def _wait_for_children(self) -> None:
+        deadline = time.monotonic() + STOP_SECONDS
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in self.children:
+            _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def serve(config: ServingConfig) -> int:
+    configure_logging(config.log_level)
+    return Supervisor(config).run()
+
+
+def serve_from_env(**overrides) -> int:
+    """Read the environment (and CLI ``overrides``), then serve; a bad setting exits with its reason."""
+    try:
+        config = ServingConfig.from_env(**overrides)
+    except StartupError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(config)

@@ -1,0 +1,265 @@
+"""A worker process: loads the model, then answers HTTP on the shared listening socket.
+
+The HTTP layer is hand-written on asyncio (uvloop when installed) with httptools' parser, because it
+is the hot path: predictions run inline in the event loop, so a busy worker stops accepting and the
+kernel hands new connections to an idle one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import time
+
+import httptools
+
+from modelcrate.serving.config import ServingConfig
+from modelcrate.serving.errors import HttpError
+from modelcrate.serving.metrics import ROUTE_INDEX, SharedMetrics, WorkerMetrics
+from modelcrate.serving.service import InferenceService
+
+log = logging.getLogger("modelcrate.serving")
+
+TEXT = "text/plain; charset=utf-8"
+DRAIN_SECONDS = 25.0  # SageMaker sends SIGKILL 30 s after SIGTERM
+_REASONS = {
+    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
+    413: b"Payload Too Large", 415: b"Unsupported Media Type", 500: b"Internal Server Error",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+_PATHS = {
+    b"/invocations": "/invocations",
+    b"/ping": "/ping",
+    b"/execution-parameters": "/execution-parameters",
+    b"/metrics": "/metrics",
+}
+
+
+class RequestTimeout(BaseException):
+    """Raised by SIGALRM inside a request that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT.
+
+    A BaseException, so that user code catching Exception does not swallow it."""
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = ("body", "headers", "in_message", "parser", "server", "size", "too_large", "transport", "url")
+
+    def __init__(self, server: WorkerServer):
+        self.server = server
+        self.transport = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.in_message = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc):
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.respond(400, b"protocol upgrades are not supported\n", TEXT, keep_alive=False)
+        except httptools.HttpParserError:
+            self.respond(400, b"malformed HTTP request\n", TEXT, keep_alive=False)
+
+    # httptools callbacks
+    def on_message_begin(self):
+        self.in_message = True
+        self.url = b""
+        self.headers = {}
+        self.body = []
+        self.size = 0
+        self.too_large = False
+
+    def on_url(self, url: bytes):
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes):
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self):
+        length = self.headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > self.server.max_payload:
+            self.too_large = True
+            if self.headers.get(b"expect", b"").lower() == b"100-continue":
+                self.server.reject_too_large(self)
+
+    def on_body(self, chunk: bytes):
+        self.size += len(chunk)
+        if self.size > self.server.max_payload:
+            self.too_large = True
+            self.body = []  # read and drop the rest, so the client still gets its 413
+        elif not self.too_large:
+            self.body.append(chunk)
+
+    def on_message_complete(self):
+        self.in_message = False
+        if self.transport.is_closing():
+            return
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.server.dispatch(self, self.parser.get_method(), self.url, self.headers, body)
+
+    def respond(self, status: int, body: bytes, content_type: str, keep_alive: bool = True):
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+            status,
+            _REASONS.get(status, b"Error"),
+            content_type.encode("latin-1"),
+            len(body),
+            b"" if keep_alive else b"Connection: close\r\n",
+        )
+        if len(body) < 65536:  # one write (one syscall) for the common small response
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines((head, body))
+        if not keep_alive:
+            self.transport.close()
+
+
+class WorkerServer:
+    def __init__(self, config: ServingConfig, service: InferenceService, shared: SharedMetrics, slot: int):
+        self.config = config
+        self.service = service
+        self.shared = shared
+        self.metrics: WorkerMetrics = shared.slot(slot)
+        self.max_payload = config.max_payload_bytes
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.in_request = False
+        self.listener: asyncio.AbstractServer | None = None
+        self._ids = itertools.count(1)
+        self._execution_parameters = json.dumps(config.execution_parameters).encode()
+
+    def on_alarm(self, signum, frame):
+        if self.in_request:
+            raise RequestTimeout
+
+    def reject_too_large(self, conn: HttpConnection) -> None:
+        conn.respond(413, self._too_large_message(), TEXT, keep_alive=False)
+        self.metrics.observe(ROUTE_INDEX["/invocations"], 413, 0.0)
+
+    def _too_large_message(self) -> bytes:
+        return (
+            f"request body exceeds the {self.max_payload // (1024 * 1024)} MiB limit "
+            "(SAGEMAKER_MAX_PAYLOAD_IN_MB); split it into smaller requests\n"
+        ).encode()
+
+    def dispatch(self, conn: HttpConnection, method: bytes, url: bytes, headers: dict, body: bytes) -> None:
+        started = time.perf_counter()
+        route = _PATHS.get(url.split(b"?", 1)[0], "other")
+        content_type = TEXT
+        if route == "/invocations":
+            if method != b"POST":
+                status, payload = 405, b"use POST /invocations\n"
+            elif conn.too_large:
+                status, payload = 413, self._too_large_message()
+            else:
+                status, payload, content_type = self.invoke(headers, body)
+        elif route == "other":
+            status, payload = 404, b"not found: this server answers /ping, /invocations, /execution-parameters and /metrics\n"
+        elif method not in (b"GET", b"HEAD"):
+            status, payload = 405, f"use GET {route}\n".encode()
+        elif route == "/ping":
+            status, payload = (503, b"shutting down\n") if self.draining else (200, b"")
+        elif route == "/execution-parameters":
+            status, payload, content_type = 200, self._execution_parameters, "application/json"
+        else:
+            status, payload, content_type = 200, self.shared.render(), "text/plain; version=0.0.4"
+        if method == b"HEAD":
+            payload = b""
+        conn.respond(status, payload, content_type, keep_alive=not self.draining and conn.parser.should_keep_alive())
+        self.metrics.observe(ROUTE_INDEX[route], status, time.perf_counter() - started)
+
+    def invoke(self, headers: dict, body: bytes) -> tuple[int, bytes, str]:
+        content_type = headers.get(b"content-type")
+        accept = headers.get(b"accept")
+        attributes = headers.get(b"x-amzn-sagemaker-custom-attributes")
+        inference_id = headers.get(b"x-amzn-sagemaker-inference-id")
+        inference_id = inference_id.decode("latin-1") if inference_id else f"{os.getpid()}-{next(self._ids)}"
+        self.metrics.begin()
+        self.in_request = True
+        signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        try:
+            payload, response_type = self.service.invoke(
+                body,
+                content_type.decode("latin-1") if content_type else None,
+                accept.decode("latin-1") if accept else None,
+                attributes.decode("latin-1") if attributes else None,
+                inference_id,
+            )
+            return 200, payload, response_type
+        except HttpError as exc:
+            log.info("request refused", extra={"status": exc.status, "reason": exc.message, "inference_id": inference_id})
+            return exc.status, exc.message.encode() + b"\n", TEXT
+        except RequestTimeout:
+            log.error("request timed out", extra={"timeout_s": self.config.timeout, "inference_id": inference_id})
+            return 504, (
+                f"prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.config.timeout:g} s)\n"
+            ).encode(), TEXT
+        except Exception:
+            log.exception("request failed", extra={"inference_id": inference_id})
+            return 500, (
+                f"internal error while answering request {inference_id}; the container log has the details\n"
+            ).encode(), TEXT
+        finally:
+            self.in_request = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.metrics.end()
+
+    def begin_drain(self) -> None:
+        if self.draining:
+            return
+        log.info("draining: finishing in-flight requests")
+        self.draining = True
+        if self.listener:
+            self.listener.close()
+        for conn in list(self.connections):
+            if not conn.in_message:
+                conn.transport.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+
+        def check():
+            if not self.connections or loop.time() > deadline:
+                loop.stop()
+            else:
+                loop.call_later(0.05, check)
+
+        check()
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_worker(config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int) -> None:
+    """Load the model and serve until SIGTERM; returns when drained."""
+    service = InferenceService.load(config)
+    service.warm_up()
+    loop = _new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = WorkerServer(config, service, shared, slot)
+    server.listener = loop.run_until_complete(
+        loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=2048)
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.begin_drain)
+    signal.signal(signal.SIGALRM, server.on_alarm)
+    server.metrics.set_ready(True)
+    log.info("worker ready", extra={"worker": slot, **service.predictor.describe()} if service.predictor else {"worker": slot})
+    try:
+        loop.run_forever()
+    finally:
+        server.metrics.set_ready(False)
+        loop.close()
