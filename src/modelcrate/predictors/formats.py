@@ -103,7 +103,7 @@ def find_model_file(model_dir: Path, model_format: str | None = None, model_file
         found = [c for c in found if c.model_format == model_format]
     if not found:
         present = sorted(p.name for p in model_dir.iterdir()) or ["(empty directory)"]
-        wanted = f"a {model_format} model" if model_format else "a model file"
+        wanted = f"{model_format} model" if model_format else "model file"
         raise ModelLoadError(
             f"no {wanted} found in {model_dir}; looked for *.pkl, *.joblib, *.json, *.ubj, *.model, "
             f"xgboost-model, *.keras, *.h5 and SavedModel directories; found: {', '.join(present)}"

@@ -141,7 +141,7 @@ def _csv_slow(text: str) -> np.ndarray:
 
 def decode_csv(body: bytes, schema: Schema) -> np.ndarray:
     text = _text(body, "CSV")
-    if '"' not in text:
+    if '"' not in text and text.strip():
         try:
             # numpy's C reader; anything unusual (empty fields, errors) goes the slow, precise way.
             records = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, comments=None, dtype=np.float64)
@@ -233,6 +233,8 @@ def decode_jsonlines(body: bytes, schema: Schema) -> np.ndarray:
 
 
 def decode_npy(body: bytes, schema: Schema) -> np.ndarray:
+    if not body.startswith(b"\x93NUMPY"):
+        raise BadRequest("body is not a valid NPY array (write it with numpy.save)")
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except ValueError as exc:
@@ -281,10 +283,14 @@ def decode_libsvm(body: bytes, schema: Schema) -> np.ndarray:
     return records
 
 
-def decode_keyed_csv(body: bytes, keys: Sequence[str]) -> list[dict]:
+class KeyedRecords(list):
+    """Records from a previous pipeline container: one dict of inference keys per record."""
+
+
+def decode_keyed_csv(body: bytes, keys: Sequence[str]) -> KeyedRecords:
     """Rows written by a previous container's inference keys, e.g. ``1,"[0.2, 0.8]"``."""
     rows = _csv_rows(_text(body, "CSV"))
-    records = []
+    records = KeyedRecords()
     for line, row in enumerate(rows, start=1):
         if not row or row == [""]:
             continue

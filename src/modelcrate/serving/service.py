@@ -107,7 +107,7 @@ class InferenceService:
     def default_predict_fn(self, data, model, context: RequestContext):
         if self.predictor is None:
             return model.predict(data)
-        if isinstance(data, list):
+        if isinstance(data, codecs.KeyedRecords):
             raise BadRequest(
                 "this container received keyed records (SAGEMAKER_INFERENCE_INPUT) but its model takes "
                 "feature arrays; define predict_fn in code/inference.py"

@@ -1,0 +1,173 @@
+"""Shared fixtures: Abalone sample models (trained once per session) and real server processes."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from modelcrate.scaffold.sample_models import create_sample_model
+
+SERVE = str(Path(sys.executable).with_name("serve"))
+PAIRS = [
+    ("sklearn", "pkl"), ("sklearn", "joblib"),
+    ("xgboost", "json"), ("xgboost", "ubj"), ("xgboost", "model"),
+    ("tensorflow", "keras"), ("tensorflow", "h5"), ("tensorflow", "savedmodel"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+@dataclass
+class Server:
+    """A real ``serve`` process on 127.0.0.1."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    connections: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 30.0) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        finally:
+            conn.close()
+
+    def invoke(self, body: bytes | str, content_type: str | None = "text/csv", accept: str | None = None,
+               **headers) -> Response:
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        if content_type is not None:
+            sent["Content-Type"] = content_type
+        if accept is not None:
+            sent["Accept"] = accept
+        return self.request("POST", "/invocations", body.encode() if isinstance(body, str) else body, sent)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def stop(self, timeout: float = 35.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def wait_healthy(server: Server, deadline_s: float = 120.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if server.request("GET", "/ping", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"server not healthy within {deadline_s} s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def sample_model(tmp_path_factory):
+    """``sample_model(framework, format, task)`` -> model directory, trained once per session."""
+    root = tmp_path_factory.mktemp("samples")
+    made: dict[tuple, Path] = {}
+
+    def make(framework: str, model_format: str, task: str = "regression") -> Path:
+        key = (framework, model_format, task)
+        if key not in made:
+            made[key] = root / "-".join(key)
+            create_sample_model(framework, model_format, task, made[key])
+        return made[key]
+
+    return make
+
+
+def launch(model_dir: Path, log_dir: Path, env: dict | None = None, workers: int = 1,
+           wait: bool = True) -> Server:
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "MODELCRATE_BIND_HOST": "127.0.0.1",
+        **(env or {}),
+    }
+    log_path = log_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([SERVE], env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(process, port, log_path)
+    if wait:
+        wait_healthy(server)
+    return server
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """``start_server(model_dir, env=..., workers=1, wait=True)`` -> a running Server, stopped after the test."""
+    started: list[Server] = []
+
+    def start(model_dir: Path, **kwargs) -> Server:
+        server = launch(model_dir, tmp_path, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def session_server(sample_model, tmp_path_factory):
+    """``session_server(framework, format, task)`` -> a Server shared by the whole session."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    servers: dict[tuple, Server] = {}
+
+    def get(framework: str, model_format: str, task: str = "regression") -> Server:
+        key = (framework, model_format, task)
+        if key not in servers:
+            servers[key] = launch(sample_model(*key), log_dir)
+        return servers[key]
+
+    yield get
+    for server in servers.values():
+        server.stop()
