@@ -18,9 +18,14 @@ from modelcrate.scaffold.sample_models import create_sample_model
 
 SERVE = str(Path(sys.executable).with_name("serve"))
 PAIRS = [
-    ("sklearn", "pkl"), ("sklearn", "joblib"),
-    ("xgboost", "json"), ("xgboost", "ubj"), ("xgboost", "model"),
-    ("tensorflow", "keras"), ("tensorflow", "h5"), ("tensorflow", "savedmodel"),
+    ("sklearn", "pkl"),
+    ("sklearn", "joblib"),
+    ("xgboost", "json"),
+    ("xgboost", "ubj"),
+    ("xgboost", "model"),
+    ("tensorflow", "keras"),
+    ("tensorflow", "h5"),
+    ("tensorflow", "savedmodel"),
 ]
 
 
@@ -54,8 +59,14 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30.0) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        timeout: float = 30.0,
+    ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -64,8 +75,9 @@ class Server:
         finally:
             conn.close()
 
-    def invoke(self, body: bytes | str, content_type: str | None = "text/csv", accept: str | None = None,
-               **headers) -> Response:
+    def invoke(
+        self, body: bytes | str, content_type: str | None = "text/csv", accept: str | None = None, **headers
+    ) -> Response:
         sent = {k.replace("_", "-"): v for k, v in headers.items()}
         if content_type is not None:
             sent["Content-Type"] = content_type
@@ -121,8 +133,7 @@ def sample_model(tmp_path_factory):
     return make
 
 
-def launch(model_dir: Path, log_dir: Path, env: dict | None = None, workers: int = 1,
-           wait: bool = True) -> Server:
+def launch(model_dir: Path, log_dir: Path, env: dict | None = None, workers: int = 1, wait: bool = True) -> Server:
     port = free_port()
     full_env = {
         **os.environ,

@@ -91,9 +91,9 @@ def test_json_flat_list_is_n_records_for_a_single_feature_model():
         (b"[]", "empty list"),
         (b'{"instances": [{"a": 1, "b": 2}]}', "missing 'c'"),
         (b'{"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}', "unknown 'd'"),
-        (b'[[1, 2, 3], [1, 2]]', "JSON record 1 has 2 values but record 0 has 3"),
+        (b"[[1, 2, 3], [1, 2]]", "JSON record 1 has 2 values but record 0 has 3"),
         (b'[[1, "x", 3]]', "JSON record 0, value 1: 'x' is not a number"),
-        (b'[[1, [2], 3]]', "JSON record 0, value 1: [2] is not a number"),
+        (b"[[1, [2], 3]]", "JSON record 0, value 1: [2] is not a number"),
         (b'"text"', "must be a list or an object"),
         (b"[" * 100000, "nested too deeply"),
     ],
@@ -123,7 +123,10 @@ def npy(array, allow_pickle=False) -> bytes:
 
 
 def test_npy():
-    assert decode(npy(np.arange(6).reshape(2, 3)), "application/x-npy", THREE).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert decode(npy(np.arange(6).reshape(2, 3)), "application/x-npy", THREE).tolist() == [
+        [0, 1, 2],
+        [3, 4, 5],
+    ]
     assert decode(npy(np.arange(3.0)), "application/x-npy", THREE).tolist() == [[0, 1, 2]]
     for body, message in [
         (npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "pickles"),
@@ -195,7 +198,7 @@ def test_encode_plain_forms():
 def test_encode_inference_keys_the_way_aws_containers_do():
     keys = ("predicted_label", "probability", "probabilities", "labels")
     assert encode(CLASSIFIED, "text/csv", keys) == (
-        b'dog,0.8,"[0.2, 0.8]","[\'cat\', \'dog\']"\ncat,0.1,"[0.9, 0.1]","[\'cat\', \'dog\']"\n'
+        b"dog,0.8,\"[0.2, 0.8]\",\"['cat', 'dog']\"\ncat,0.1,\"[0.9, 0.1]\",\"['cat', 'dog']\"\n"
     )
     assert json.loads(encode(CLASSIFIED, "application/json", ("predicted_label", "probabilities"))) == {
         "predictions": [
@@ -232,4 +235,10 @@ def test_keyed_csv_reads_back_what_encode_writes():
 
 
 def test_every_decoder_is_registered():
-    assert set(codecs.DECODERS) == {"text/csv", "application/json", "application/jsonlines", "application/x-npy", "text/libsvm"}
+    assert set(codecs.DECODERS) == {
+        "text/csv",
+        "application/json",
+        "application/jsonlines",
+        "application/x-npy",
+        "text/libsvm",
+    }

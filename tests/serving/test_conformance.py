@@ -75,7 +75,7 @@ def test_http_predictions_equal_in_process_predictions(case):
 
 
 def test_content_types_agree(case):
-    framework, task, model_dir, server = case
+    framework, _, model_dir, server = case
     meta = metadata(model_dir)
     records = [s["input"] for s in meta["samples"]]
     by_csv = json.loads(server.invoke(rows_csv(records)).body)["predictions"]
@@ -110,7 +110,7 @@ def test_content_types_agree(case):
 
 
 def test_csv_edge_forms_give_the_same_answer(case):
-    framework, task, model_dir, server = case
+    framework, _, model_dir, server = case
     record = metadata(model_dir)["samples"][0]["input"]
     line = ",".join(map(repr, record))
     want = json.loads(server.invoke(line + "\n").body)["predictions"]
@@ -165,22 +165,16 @@ def test_inference_keys_by_custom_attributes(case):
         assert "predicted_label" in refused.text
         return
     attrs = "trace=abc; inference_output=predicted_label,probability,probabilities,labels"
-    resp = server.invoke(
-        rows_csv(records), "text/csv", "application/json", x_amzn_sagemaker_custom_attributes=attrs
-    )
+    resp = server.invoke(rows_csv(records), "text/csv", "application/json", x_amzn_sagemaker_custom_attributes=attrs)
     assert resp.status == 200, resp.text
     predictions = json.loads(resp.body)["predictions"]
     for prediction, sample in zip(predictions, meta["samples"], strict=True):
         assert list(prediction) == ["predicted_label", "probability", "probabilities", "labels"]
         assert prediction["labels"] == meta["labels"] == ["F", "I", "M"]
         assert prediction["predicted_label"] == sample["expected"]["predicted_label"]
-        np.testing.assert_allclose(
-            prediction["probabilities"], sample["expected"]["probabilities"], rtol=1e-6
-        )
+        np.testing.assert_allclose(prediction["probabilities"], sample["expected"]["probabilities"], rtol=1e-6)
         assert prediction["probability"] == max(prediction["probabilities"])
-        assert (
-            prediction["predicted_label"] == prediction["labels"][int(np.argmax(prediction["probabilities"]))]
-        )
+        assert prediction["predicted_label"] == prediction["labels"][int(np.argmax(prediction["probabilities"]))]
 
     as_csv = server.invoke(
         rows_csv(records[:1]),
@@ -191,7 +185,7 @@ def test_inference_keys_by_custom_attributes(case):
     first = predictions[0]
     # AWS's form: lists as one quoted field, which the runtime's keyed CSV reader reads back.
     assert as_csv.text.startswith(f'{first["predicted_label"]},"[')
-    assert as_csv.text.endswith('","[\'F\', \'I\', \'M\']"\n')
+    assert as_csv.text.endswith("\",\"['F', 'I', 'M']\"\n")
     (read_back,) = decode_keyed_csv(as_csv.body, ("predicted_label", "probabilities", "labels"))
     assert read_back["predicted_label"] == first["predicted_label"]
     assert read_back["labels"] == ["F", "I", "M"]

@@ -48,7 +48,9 @@ def test_two_workers_share_one_port_and_a_crashed_worker_is_replaced(model_dir, 
 
 
 def test_a_request_past_the_timeout_gets_a_5xx_and_the_worker_recovers(model_dir, start_server):
-    with_hooks(model_dir, """
+    with_hooks(
+        model_dir,
+        """
         import time
         from modelcrate.serving.hooks import RequestContext
 
@@ -56,7 +58,8 @@ def test_a_request_past_the_timeout_gets_a_5xx_and_the_worker_recovers(model_dir
             if body == b"slow":
                 time.sleep(30)
             return [[float(v) for v in body.decode().split(",")]]
-    """)
+    """,
+    )
     server = start_server(model_dir, env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"})
     pid_before = server.worker_pids()
     started = time.monotonic()
@@ -69,13 +72,16 @@ def test_a_request_past_the_timeout_gets_a_5xx_and_the_worker_recovers(model_dir
 
 
 def test_sigterm_drains_in_flight_requests_and_exits(model_dir, start_server):
-    with_hooks(model_dir, """
+    with_hooks(
+        model_dir,
+        """
         import time
 
         def predict_fn(data, model):
             time.sleep(2)
             return model.predict(data)
-    """)
+    """,
+    )
     server = start_server(model_dir)
     result = {}
     thread = threading.Thread(target=lambda: result.update(resp=server.invoke(SAMPLE_ROW)))
@@ -111,7 +117,9 @@ def test_realtime_limit_is_6_mib_by_default(model_dir, start_server):
 
 
 def test_user_hooks_replace_each_default(model_dir, start_server):
-    with_hooks(model_dir, """
+    with_hooks(
+        model_dir,
+        """
         import json
         from modelcrate.predictors import load_predictor
 
@@ -126,7 +134,8 @@ def test_user_hooks_replace_each_default(model_dir, start_server):
 
         def output_fn(prediction, accept):
             return json.dumps(prediction), "application/vnd.custom+json"
-    """)
+    """,
+    )
     server = start_server(model_dir)
     row = [float(v) for v in SAMPLE_ROW.split(",")]
     resp = server.invoke(json.dumps({"row": row}), "application/json", "text/csv")
@@ -137,14 +146,17 @@ def test_user_hooks_replace_each_default(model_dir, start_server):
 
 
 def test_transform_fn_alone(model_dir, start_server):
-    with_hooks(model_dir, """
+    with_hooks(
+        model_dir,
+        """
         from modelcrate.serving.errors import BadRequest
 
         def transform_fn(model, body, content_type, accept):
             if body == b"refuse":
                 raise BadRequest("refused by my transform_fn")
             return b"%d bytes" % len(body)
-    """)
+    """,
+    )
     server = start_server(model_dir)
     assert server.invoke("hello").body == b"5 bytes"
     refused = server.invoke("refuse")
@@ -152,10 +164,13 @@ def test_transform_fn_alone(model_dir, start_server):
 
 
 def test_a_failing_hook_is_a_500_without_internals(model_dir, start_server):
-    with_hooks(model_dir, """
+    with_hooks(
+        model_dir,
+        """
         def predict_fn(data, model):
             raise RuntimeError("secret database password is hunter2")
-    """)
+    """,
+    )
     server = start_server(model_dir)
     resp = server.invoke(SAMPLE_ROW, **{"X-Amzn-SageMaker-Inference-Id": "req-42"})
     assert resp.status == 500
@@ -167,7 +182,9 @@ def test_a_failing_hook_is_a_500_without_internals(model_dir, start_server):
 def test_env_inference_output_and_submit_directory(sample_model, tmp_path, start_server):
     code = tmp_path / "elsewhere"
     code.mkdir()
-    (code / "handler.py").write_text("def output_fn(prediction, accept, context):\n    return repr(context.inference_keys)\n")
+    (code / "handler.py").write_text(
+        "def output_fn(prediction, accept, context):\n    return repr(context.inference_keys)\n"
+    )
     server = start_server(
         sample_model("xgboost", "json", "classification"),
         env={
@@ -183,14 +200,30 @@ def test_env_inference_output_and_submit_directory(sample_model, tmp_path, start
 @pytest.mark.parametrize(
     "env,hooks,message",
     [
-        ({"SAGEMAKER_INFERENCE_OUTPUT": "probabilities"}, None, "SAGEMAKER_INFERENCE_OUTPUT asks for probabilities"),
+        (
+            {"SAGEMAKER_INFERENCE_OUTPUT": "probabilities"},
+            None,
+            "SAGEMAKER_INFERENCE_OUTPUT asks for probabilities",
+        ),
         ({"SAGEMAKER_INFERENCE_OUTPUT": "score"}, None, "unknown inference key(s) score"),
         ({"SAGEMAKER_MULTI_MODEL": "true"}, None, "multi-model"),
-        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "two"}, None, "SAGEMAKER_MODEL_SERVER_WORKERS='two' is not a whole number"),
+        (
+            {"SAGEMAKER_MODEL_SERVER_WORKERS": "two"},
+            None,
+            "SAGEMAKER_MODEL_SERVER_WORKERS='two' is not a whole number",
+        ),
         ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "200"}, None, "exceeds the limit of 100"),
-        ({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "20", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6"}, None, "exceeds 100"),
+        (
+            {"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "20", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6"},
+            None,
+            "exceeds 100",
+        ),
         ({"SAGEMAKER_PROGRAM": "missing.py"}, None, "missing.py does not exist"),
-        ({}, "def transform_fn(m, b, c, a): pass\ndef input_fn(b, c): pass\n", "transform_fn together with input_fn"),
+        (
+            {},
+            "def transform_fn(m, b, c, a): pass\ndef input_fn(b, c): pass\n",
+            "transform_fn together with input_fn",
+        ),
         ({}, "def predict_fn(a, b, c, d): pass\n", "predict_fn takes 4 arguments"),
         ({}, "import not_installed_anywhere\n", "ModuleNotFoundError"),
         ({"MODELCRATE_MODEL_FORMAT": "keras"}, None, "no keras model found"),

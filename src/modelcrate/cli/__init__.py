@@ -25,8 +25,11 @@ def sample_model(
     output: Annotated[Path, typer.Option(help="Directory to create (must not exist, or be empty).")],
     model_format: Annotated[
         str | None,
-        typer.Option("--format", help="sklearn: pkl|joblib; xgboost: json|ubj|model; "
-                     "tensorflow: keras|h5|savedmodel. Default: the framework's first."),
+        typer.Option(
+            "--format",
+            help="sklearn: pkl|joblib; xgboost: json|ubj|model; "
+            "tensorflow: keras|h5|savedmodel. Default: the framework's first.",
+        ),
     ] = None,
     task: Annotated[str, typer.Option(help="regression (Rings) or classification (Sex: F, I, M).")] = "regression",
 ) -> None:
@@ -51,13 +54,18 @@ def sample_model(
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path | None, typer.Option(help="Model directory (default: $SM_MODEL_DIR or /opt/ml/model).")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Model directory (default: $SM_MODEL_DIR or /opt/ml/model).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080).")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS or CPU count).")
+        int | None,
+        typer.Option(help="Worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS or CPU count)."),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
-    model_file: Annotated[str | None, typer.Option(help="Model file to serve when the directory holds several.")] = None,
+    model_file: Annotated[
+        str | None, typer.Option(help="Model file to serve when the directory holds several.")
+    ] = None,
     model_format: Annotated[str | None, typer.Option("--format", help="Override format detection.")] = None,
 ) -> None:
     """Serve a model with the SageMaker hosting contract: /ping, /invocations, /execution-parameters, /metrics.
@@ -69,7 +77,12 @@ def serve(
     from modelcrate.serving.supervisor import serve_from_env
 
     code = serve_from_env(
-        model_dir=model_dir, port=port, workers=workers, host=host, model_file=model_file, model_format=model_format
+        model_dir=model_dir,
+        port=port,
+        workers=workers,
+        host=host,
+        model_file=model_file,
+        model_format=model_format,
     )
     raise typer.Exit(code)
 
@@ -77,11 +90,14 @@ def serve(
 @app.command()
 def invoke(
     source: Annotated[str, typer.Argument(help="File with the request body, or - for standard input.")],
-    content_type: Annotated[str, typer.Option(help="text/csv, application/json, application/jsonlines, application/x-npy.")],
+    content_type: Annotated[
+        str, typer.Option(help="text/csv, application/json, application/jsonlines, application/x-npy.")
+    ],
     url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
     accept: Annotated[str | None, typer.Option(help="Response type wanted (default: the server's).")] = None,
     custom_attributes: Annotated[
-        str | None, typer.Option(help="X-Amzn-SageMaker-Custom-Attributes, e.g. inference_output=predicted_label,probabilities")
+        str | None,
+        typer.Option(help="X-Amzn-SageMaker-Custom-Attributes, e.g. inference_output=predicted_label,probabilities"),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:

@@ -10,8 +10,14 @@ class InvokeError(Exception):
     pass
 
 
-def invoke_endpoint(url: str, body: bytes, content_type: str, accept: str | None = None,
-                    custom_attributes: str | None = None, timeout: float = 60.0) -> tuple[bytes, str]:
+def invoke_endpoint(
+    url: str,
+    body: bytes,
+    content_type: str,
+    accept: str | None = None,
+    custom_attributes: str | None = None,
+    timeout: float = 60.0,
+) -> tuple[bytes, str]:
     """POST ``body`` to ``url``/invocations; returns (body, content type) or raises InvokeError."""
     headers = {"Content-Type": content_type}
     if accept:

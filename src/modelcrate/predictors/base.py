@@ -102,6 +102,4 @@ class Predictor(ABC):
 def labelled(probabilities: np.ndarray, labels: list) -> Prediction:
     """A classifier's prediction: the label with the highest probability for each record."""
     label_array = np.asarray(labels, dtype=object if any(isinstance(x, str) for x in labels) else None)
-    return Prediction(
-        values=label_array[probabilities.argmax(axis=1)], probabilities=probabilities, labels=labels
-    )
+    return Prediction(values=label_array[probabilities.argmax(axis=1)], probabilities=probabilities, labels=labels)

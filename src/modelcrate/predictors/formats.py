@@ -80,9 +80,7 @@ def _candidates(model_dir: Path) -> list[ModelFile]:
 def find_model_file(model_dir: Path, model_format: str | None = None, model_file: str | None = None) -> ModelFile:
     """Pick the one model file in ``model_dir``; ``model_format`` / ``model_file`` override detection."""
     if model_format is not None and model_format not in FRAMEWORK_OF_FORMAT:
-        raise ModelLoadError(
-            f"unknown model format {model_format!r}; choose one of {', '.join(FRAMEWORK_OF_FORMAT)}"
-        )
+        raise ModelLoadError(f"unknown model format {model_format!r}; choose one of {', '.join(FRAMEWORK_OF_FORMAT)}")
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist (or is not a directory)")
     if model_file:

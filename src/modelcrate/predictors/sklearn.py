@@ -19,10 +19,12 @@ from modelcrate.predictors.formats import ModelFile
 
 
 def _allows_nan(model) -> bool:
+    if type(model).__module__.startswith("xgboost"):
+        return True  # XGBoost 2.1's sklearn wrappers do not declare it in scikit-learn 1.6+ tags
     try:
         return bool(model.__sklearn_tags__().input_tags.allow_nan)
-    except AttributeError:  # not a scikit-learn estimator (a pickled XGBoost model, say)
-        return type(model).__module__.startswith("xgboost")
+    except AttributeError:  # not a scikit-learn estimator
+        return False
 
 
 class SklearnPredictor(Predictor):

@@ -19,8 +19,15 @@ from modelcrate.predictors.formats import ModelFile
 class TensorFlowPredictor(Predictor):
     framework = "tensorflow"
 
-    def __init__(self, call, n_features: int | None, n_outputs: int, activation: str | None,
-                 model_file: ModelFile, metadata: ModelMetadata):
+    def __init__(
+        self,
+        call,
+        n_features: int | None,
+        n_outputs: int,
+        activation: str | None,
+        model_file: ModelFile,
+        metadata: ModelMetadata,
+    ):
         self._call = call
         self.model_format = model_file.model_format
         self.n_features = n_features
@@ -34,8 +41,7 @@ class TensorFlowPredictor(Predictor):
             self.labels = metadata.labels or list(range(n_classes))
             if len(self.labels) != n_classes:
                 raise ModelLoadError(
-                    f"{model_file.path} has {n_classes} classes but modelcrate.json lists "
-                    f"{len(self.labels)} labels"
+                    f"{model_file.path} has {n_classes} classes but modelcrate.json lists {len(self.labels)} labels"
                 )
         else:
             self.task = REGRESSION
@@ -65,9 +71,7 @@ def _keras_predictor(model_file: ModelFile, metadata: ModelMetadata, tf) -> Tens
         lambda x: model(x, training=False),
         input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
     )
-    return TensorFlowPredictor(
-        lambda x: compiled(x).numpy(), n_features, n_outputs, activation, model_file, metadata
-    )
+    return TensorFlowPredictor(lambda x: compiled(x).numpy(), n_features, n_outputs, activation, model_file, metadata)
 
 
 def _savedmodel_predictor(model_file: ModelFile, metadata: ModelMetadata, tf) -> TensorFlowPredictor:
@@ -84,7 +88,7 @@ def _savedmodel_predictor(model_file: ModelFile, metadata: ModelMetadata, tf) ->
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
         raise ModelLoadError(f"SavedModel {model_file.path} takes {len(inputs)} inputs; modelcrate serves one")
-    (input_name, spec), = inputs.items()
+    ((input_name, spec),) = inputs.items()
     output_name = sorted(signature.structured_outputs)[0]
     output_spec = signature.structured_outputs[output_name]
     n_outputs = output_spec.shape[-1] or 1

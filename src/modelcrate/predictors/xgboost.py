@@ -7,6 +7,7 @@ arrays even when the model was trained on a DataFrame (named features).
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 
@@ -64,8 +65,25 @@ class XGBoostPredictor(Predictor):
         return labelled(raw, self.labels)
 
 
+def _import_xgboost():
+    """Import XGBoost without its optional scikit-learn and pandas integrations.
+
+    A Booster needs neither, and importing them quadruples start-up (measured: 1.16 s -> 0.29 s), which
+    counts against SageMaker's health check. Left alone when they are already imported.
+    """
+    hidden = [name for name in ("sklearn", "pandas") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError inside xgboost.compat
+    try:
+        import xgboost
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+    return xgboost
+
+
 def load(model_file: ModelFile, metadata: ModelMetadata) -> XGBoostPredictor:
-    import xgboost
+    xgboost = _import_xgboost()
 
     booster = xgboost.Booster()
     try:

@@ -26,8 +26,15 @@ from modelcrate.predictors import (
 )
 
 COLUMNS = [
-    "sex", "length", "diameter", "height", "whole_weight",
-    "shucked_weight", "viscera_weight", "shell_weight", "rings",
+    "sex",
+    "length",
+    "diameter",
+    "height",
+    "whole_weight",
+    "shucked_weight",
+    "viscera_weight",
+    "shell_weight",
+    "rings",
 ]
 MEASUREMENTS = COLUMNS[1:8]
 SEXES = ["F", "I", "M"]
@@ -126,16 +133,18 @@ def _train_tensorflow(data: Dataset, task: str, path: Path) -> None:
     tf.config.experimental.enable_op_determinism()
     normalize = keras.layers.Normalization()
     normalize.adapt(data.x_train.astype(np.float32))
-    n_out, activation, loss = (1, None, "mse") if task == REGRESSION else (
-        len(data.labels), "softmax", "sparse_categorical_crossentropy"
+    n_out, activation, loss = (
+        (1, None, "mse") if task == REGRESSION else (len(data.labels), "softmax", "sparse_categorical_crossentropy")
     )
-    model = keras.Sequential([
-        keras.Input((len(data.feature_names),)),
-        normalize,
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(n_out, activation=activation),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((len(data.feature_names),)),
+            normalize,
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(n_out, activation=activation),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     model.fit(data.x_train.astype(np.float32), data.y_train, epochs=25, batch_size=64, verbose=0, shuffle=True)
     if path.suffix:
@@ -174,7 +183,9 @@ def _expected(prediction, i: int):
     if prediction.probabilities is None:
         return {"prediction": prediction.values[i].item()}
     return {
-        "predicted_label": prediction.values[i].item() if hasattr(prediction.values[i], "item") else prediction.values[i],
+        "predicted_label": prediction.values[i].item()
+        if hasattr(prediction.values[i], "item")
+        else prediction.values[i],
         "probabilities": prediction.probabilities[i].tolist(),
     }
 

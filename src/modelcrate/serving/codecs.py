@@ -88,8 +88,8 @@ def negotiate(accept: str | None, default: str) -> str:
             return base
         if base.endswith("/*"):
             family = base[:-1]
-            match = default if default.startswith(family) else next(
-                (t for t in OUTPUT_TYPES if t.startswith(family)), None
+            match = (
+                default if default.startswith(family) else next((t for t in OUTPUT_TYPES if t.startswith(family)), None)
             )
             if match:
                 return match
@@ -297,7 +297,7 @@ def decode_keyed_csv(body: bytes, keys: Sequence[str]) -> KeyedRecords:
         if len(row) != len(keys):
             raise BadRequest(f"CSV line {line} has {len(row)} fields; SAGEMAKER_INFERENCE_INPUT names {len(keys)}")
         record = {}
-        for key, cell in zip(keys, row):
+        for key, cell in zip(keys, row, strict=True):
             try:
                 record[key] = ast.literal_eval(cell) if cell.startswith("[") else _scalar(cell)
             except (ValueError, SyntaxError):

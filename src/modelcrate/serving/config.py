@@ -114,9 +114,7 @@ class ServingConfig:
         strategy_raw = env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD").strip()
         strategy = BATCH_STRATEGIES.get(strategy_raw.upper())
         if strategy is None:
-            raise ConfigError(
-                f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD"
-            )
+            raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD")
         submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
         values = dict(
             model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
@@ -149,7 +147,9 @@ class ServingConfig:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range 1-65535")
         if self.max_payload_mb > MAX_PAYLOAD_MB:
-            raise ConfigError(f"SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} exceeds the limit of {MAX_PAYLOAD_MB}")
+            raise ConfigError(
+                f"SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} exceeds the limit of {MAX_PAYLOAD_MB}"
+            )
         params = self.execution_parameters
         if params["MaxConcurrentTransforms"] * max(self.max_payload_mb, 1) > MAX_PAYLOAD_MB:
             raise ConfigError(

@@ -43,7 +43,8 @@ class UserHooks:
 def _with_context(name: str, fn: Callable, source: Path) -> Callable:
     try:
         params = [
-            p for p in inspect.signature(fn).parameters.values()
+            p
+            for p in inspect.signature(fn).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
     except (TypeError, ValueError):

@@ -53,14 +53,13 @@ class InferenceService:
             tuple(names) if names else None, self.predictor.n_features if self.predictor else None
         )
         self.input_types = tuple(
-            t for t in codecs.DECODERS
+            t
+            for t in codecs.DECODERS
             if t != codecs.LIBSVM or (self.predictor is not None and self.predictor.framework == "xgboost")
         )
         derived = supported_keys(self.predictor)
         hinted = config.inference_supported
-        self.allowed_keys = (
-            tuple(k for k in derived if k in hinted) if derived and hinted else derived or hinted
-        )
+        self.allowed_keys = tuple(k for k in derived if k in hinted) if derived and hinted else derived or hinted
         self.output_keys = config.inference_output
         if self.output_keys and self.allowed_keys is not None:
             refused = [k for k in self.output_keys if k not in self.allowed_keys]
@@ -127,7 +126,10 @@ class InferenceService:
             raise BadRequest(f"expected {p.n_features} features per record, got {records.shape[1]}")
         if np.isfinite(records).all():
             return
-        for bad, allowed, what in ((np.isnan, p.accepts_nan, "missing (NaN)"), (np.isinf, p.accepts_inf, "infinite")):
+        for bad, allowed, what in (
+            (np.isnan, p.accepts_nan, "missing (NaN)"),
+            (np.isinf, p.accepts_inf, "infinite"),
+        ):
             if not allowed:
                 where = np.argwhere(bad(records))
                 if len(where):
@@ -138,8 +140,14 @@ class InferenceService:
 
     # ---- the request ----
 
-    def invoke(self, body: bytes, content_type: str | None, accept: str | None,
-               custom_attributes: str | None = None, inference_id: str | None = None) -> tuple[bytes, str]:
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+        inference_id: str | None = None,
+    ) -> tuple[bytes, str]:
         """Answer one /invocations request: (body, content type). Raises HttpError for client errors."""
         response_type = codecs.negotiate(accept, self.config.default_accept)
         keys = self.output_keys

@@ -6,6 +6,7 @@ It imports no framework and no numpy: worker processes size their thread pools b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,7 +16,6 @@ import time
 
 from modelcrate.errors import StartupError
 from modelcrate.serving.config import ServingConfig
-from modelcrate.serving.errors import ConfigError
 from modelcrate.serving.logs import configure_logging
 from modelcrate.serving.metrics import SharedMetrics
 
@@ -86,7 +86,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.stop)
         log.info(
             "serving",
-            extra={"port": self.config.port, "workers": self.config.workers, "model_dir": str(self.config.model_dir)},
+            extra={
+                "port": self.config.port,
+                "workers": self.config.workers,
+                "model_dir": str(self.config.model_dir),
+            },
         )
         for slot in range(self.config.workers):
             self.spawn(slot)
@@ -153,10 +157,8 @@ class Supervisor:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def serve(config: ServingConfig) -> int:

@@ -28,9 +28,16 @@ log = logging.getLogger("modelcrate.serving")
 TEXT = "text/plain; charset=utf-8"
 DRAIN_SECONDS = 25.0  # SageMaker sends SIGKILL 30 s after SIGTERM
 _REASONS = {
-    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
-    413: b"Payload Too Large", 415: b"Unsupported Media Type", 500: b"Internal Server Error",
-    503: b"Service Unavailable", 504: b"Gateway Timeout",
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    406: b"Not Acceptable",
+    413: b"Payload Too Large",
+    415: b"Unsupported Media Type",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
 }
 _PATHS = {
     b"/invocations": "/invocations",
@@ -163,7 +170,10 @@ class WorkerServer:
             else:
                 status, payload, content_type = self.invoke(headers, body)
         elif route == "other":
-            status, payload = 404, b"not found: this server answers /ping, /invocations, /execution-parameters and /metrics\n"
+            status, payload = (
+                404,
+                b"not found: this server answers /ping, /invocations, /execution-parameters and /metrics\n",
+            )
         elif method not in (b"GET", b"HEAD"):
             status, payload = 405, f"use GET {route}\n".encode()
         elif route == "/ping":
@@ -196,18 +206,27 @@ class WorkerServer:
             )
             return 200, payload, response_type
         except HttpError as exc:
-            log.info("request refused", extra={"status": exc.status, "reason": exc.message, "inference_id": inference_id})
+            log.info(
+                "request refused",
+                extra={"status": exc.status, "reason": exc.message, "inference_id": inference_id},
+            )
             return exc.status, exc.message.encode() + b"\n", TEXT
         except RequestTimeout:
             log.error("request timed out", extra={"timeout_s": self.config.timeout, "inference_id": inference_id})
-            return 504, (
-                f"prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.config.timeout:g} s)\n"
-            ).encode(), TEXT
+            return (
+                504,
+                (f"prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.config.timeout:g} s)\n").encode(),
+                TEXT,
+            )
         except Exception:
             log.exception("request failed", extra={"inference_id": inference_id})
-            return 500, (
-                f"internal error while answering request {inference_id}; the container log has the details\n"
-            ).encode(), TEXT
+            return (
+                500,
+                (
+                    f"internal error while answering request {inference_id}; the container log has the details\n"
+                ).encode(),
+                TEXT,
+            )
         finally:
             self.in_request = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -257,7 +276,10 @@ def run_worker(config: ServingConfig, sock: socket.socket, shared: SharedMetrics
         loop.add_signal_handler(signum, server.begin_drain)
     signal.signal(signal.SIGALRM, server.on_alarm)
     server.metrics.set_ready(True)
-    log.info("worker ready", extra={"worker": slot, **service.predictor.describe()} if service.predictor else {"worker": slot})
+    log.info(
+        "worker ready",
+        extra={"worker": slot, **service.predictor.describe()} if service.predictor else {"worker": slot},
+    )
     try:
         loop.run_forever()
     finally:

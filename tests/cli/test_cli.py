@@ -1,0 +1,78 @@
+"""The modelcrate command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
+
+
+def run(*args, input_=None):
+    return subprocess.run([MODELCRATE, *args], capture_output=True, text=True, input=input_, timeout=300)
+
+
+def test_help_teaches_each_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("sample-model", "serve", "invoke"):
+        assert command in result.stdout
+    serve_help = run("serve", "--help").stdout
+    assert "inference_output=predicted_label,probabilities" in serve_help
+
+
+def test_sample_model_then_invoke(tmp_path, start_server):
+    out = tmp_path / "model"
+    made = run(
+        "sample-model",
+        "--framework",
+        "sklearn",
+        "--format",
+        "pkl",
+        "--task",
+        "classification",
+        "--output",
+        str(out),
+    )
+    assert made.returncode == 0, made.stderr
+    assert "accuracy=" in made.stderr and (out / "model.pkl").is_file()
+    server = start_server(out)
+    sample = json.loads((out / "modelcrate.json").read_text())["samples"][0]
+    body = ",".join(map(str, sample["input"]))
+    result = run(
+        "invoke",
+        "--url",
+        server.url,
+        "--content-type",
+        "text/csv",
+        "--accept",
+        "text/csv",
+        "--custom-attributes",
+        "inference_output=predicted_label",
+        "-",
+        input_=body,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == sample["expected"]["predicted_label"] + "\n"
+    (tmp_path / "bad.csv").write_text("x,y\n")
+    refused = run("invoke", "--url", server.url, "--content-type", "text/csv", str(tmp_path / "bad.csv"))
+    assert refused.returncode == 1
+    assert "HTTP 400" in refused.stderr and "line 1, column 1" in refused.stderr
+
+
+def test_errors_are_short_and_clear(tmp_path):
+    refused = run("sample-model", "--framework", "xgboost", "--format", "keras", "--output", str(tmp_path / "m"))
+    assert refused.returncode == 2 and "xgboost models come as json, ubj, model" in refused.stderr
+    unreachable = run("invoke", "--url", "http://127.0.0.1:9", "--content-type", "text/csv", "-", input_="1")
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+    missing = run("invoke", "--content-type", "text/csv", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    bad_env = subprocess.run(
+        [MODELCRATE, "serve"],
+        capture_output=True,
+        text=True,
+        env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "soon", "PATH": "/usr/bin"},
+    )
+    assert bad_env.returncode == 2 and "SAGEMAKER_MODEL_SERVER_TIMEOUT='soon'" in bad_env.stderr

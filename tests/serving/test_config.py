@@ -1,0 +1,86 @@
+"""Reading SageMaker's environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelcrate.serving.config import ServingConfig
+from modelcrate.serving.errors import BadRequest, ConfigError
+from modelcrate.serving.service import keys_from_custom_attributes
+
+
+def test_defaults():
+    config = ServingConfig.from_env({})
+    assert config.port == 8080 and config.timeout == 60 and config.default_accept == "application/json"
+    assert config.model_dir == Path("/opt/ml/model") and config.code_dir == Path("/opt/ml/model/code")
+    assert config.max_payload_bytes == 6 * 1024 * 1024 and config.log_level == 20
+    assert config.execution_parameters["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_every_variable_is_read():
+    config = ServingConfig.from_env(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9000",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2.5",
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "10",
+            "SAGEMAKER_PROGRAM": "handler.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/code",
+            "SAGEMAKER_BATCH": "true",
+            "SAGEMAKER_BATCH_STRATEGY": "SingleRecord",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "5",
+            "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability",
+            "SAGEMAKER_INFERENCE_INPUT": "predicted_label",
+            "SAGEMAKER_INFERENCE_OUTPUT": "Probability , predicted_label",
+        }
+    )
+    assert (config.port, config.workers, config.timeout, config.default_accept) == (9000, 3, 2.5, "text/csv")
+    assert config.max_payload_bytes == 20 * 1024 * 1024 and config.log_level == 10
+    assert config.code_dir == Path("/opt/code") and config.program == "handler.py" and config.batch
+    assert config.execution_parameters == {
+        "MaxConcurrentTransforms": 5,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 20,
+    }
+    assert config.inference_output == ("probability", "predicted_label")
+    assert config.inference_input == ("predicted_label",)
+
+
+def test_flags_override_the_environment():
+    config = ServingConfig.from_env({"SAGEMAKER_BIND_TO_PORT": "9000"}, port=9100, workers=None)
+    assert config.port == 9100
+
+
+def test_default_concurrency_stays_within_the_100_mb_budget():
+    config = ServingConfig.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "64", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "10"})
+    assert config.execution_parameters["MaxConcurrentTransforms"] == 10
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"SAGEMAKER_BIND_TO_PORT": "70000"}, "out of range"),
+        ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "-1"}, "must be positive"),
+        ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
+        ({"SAGEMAKER_INFERENCE_INPUT": "label"}, "unknown inference key(s) label"),
+    ],
+)
+def test_bad_values_are_named(env, message):
+    with pytest.raises(ConfigError) as err:
+        ServingConfig.from_env(env)
+    assert message in str(err.value)
+
+
+def test_custom_attributes_choose_keys():
+    assert keys_from_custom_attributes("inference_output=predicted_label, probabilities") == (
+        "predicted_label",
+        "probabilities",
+    )
+    assert keys_from_custom_attributes("trace-id=7;Inference-Output=labels") == ("labels",)
+    assert keys_from_custom_attributes("something else") is None
+    with pytest.raises(BadRequest, match="unknown inference key"):
+        keys_from_custom_attributes("inference_output=nonsense")
