@@ -156,3 +156,16 @@ def test_each_framework_is_imported_only_when_its_model_is_loaded(sample_model, 
         f"assert {framework!r} in sys.modules\n"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "(1,)\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "ubj", "model"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_xgboost_direct_dense_prediction_equals_inplace_predict(sample_model, fmt, task):
+    predictor = load_predictor(sample_model("xgboost", fmt, task))
+    records = np.random.default_rng(0).random((64, predictor.n_features)) * 10
+    records[3, 2] = np.nan
+    for batch in (records, records[:1], records[::2], records.astype(np.float32)):
+        expected = predictor.booster.inplace_predict(batch, validate_features=False)
+        got = predictor._predict_dense(batch)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)

@@ -6,6 +6,7 @@ arrays even when the model was trained on a DataFrame (named features).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
 
@@ -26,12 +27,64 @@ from modelcrate.predictors.formats import ModelFile
 _LABEL_ONLY_OBJECTIVES = {"binary:hinge", "multi:softmax"}
 
 
+class DensePredict:
+    """``Booster.inplace_predict`` for a float64 array, without the Python wrapper's per-call work.
+
+    The wrapper re-serialises its arguments and validates the input on every call; calling XGBoost's C
+    function ``XGBoosterPredictFromDense`` with arguments serialised once cuts a 1-row prediction from
+    295 to 200 microseconds (measured on the Abalone regressor), the largest cost left in a request.
+    """
+
+    def __init__(self, booster, xgboost_core):
+        self._booster = booster  # keeps the handle alive
+        self._predict = xgboost_core._LIB.XGBoosterPredictFromDense
+        self._check = xgboost_core._check_call
+        self._ulong = xgboost_core.c_bst_ulong
+        self._args = json.dumps(
+            {
+                "type": 0,
+                "training": False,
+                "iteration_begin": 0,
+                "iteration_end": 0,
+                "missing": float("nan"),
+                "strict_shape": False,
+                "cache_id": 0,
+            }
+        ).encode()
+
+    def __call__(self, records: np.ndarray) -> np.ndarray:
+        records = np.ascontiguousarray(records, dtype=np.float64)
+        rows, columns = records.shape
+        interface = (
+            f'{{"data": [{records.ctypes.data}, true], "shape": [{rows}, {columns}], "typestr": "<f8", "version": 3}}'
+        )
+        interface = interface.encode()
+        shape = ctypes.POINTER(self._ulong)()
+        dims = self._ulong()
+        out = ctypes.POINTER(ctypes.c_float)()
+        self._check(
+            self._predict(
+                self._booster.handle,
+                interface,
+                self._args,
+                None,
+                ctypes.byref(shape),
+                ctypes.byref(dims),
+                ctypes.byref(out),
+            )
+        )
+        out_shape = tuple(shape[i] for i in range(dims.value))
+        # The buffer belongs to XGBoost and is reused by its next call: copy it out.
+        return np.ctypeslib.as_array(out, (int(np.prod(out_shape)),)).reshape(out_shape).copy()
+
+
 class XGBoostPredictor(Predictor):
     framework = "xgboost"
     accepts_nan = True  # NaN is XGBoost's missing value
 
-    def __init__(self, booster, model_file: ModelFile, metadata: ModelMetadata):
+    def __init__(self, booster, model_file: ModelFile, metadata: ModelMetadata, predict_dense):
         self.booster = booster
+        self._predict_dense = predict_dense
         self.model_format = model_file.model_format
         config = json.loads(booster.save_config())["learner"]
         self.objective = config["objective"]["name"]
@@ -51,8 +104,7 @@ class XGBoostPredictor(Predictor):
             self.task = REGRESSION
 
     def predict(self, records: np.ndarray) -> Prediction:
-        # validate_features=False: names are checked by count upstream; arrays carry no names.
-        raw = self.booster.inplace_predict(records, validate_features=False)
+        raw = self._predict_dense(records)
         if self.task == REGRESSION:
             return Prediction(values=raw)
         if not self._emits_probabilities:
@@ -94,4 +146,4 @@ def load(model_file: ModelFile, metadata: ModelMetadata) -> XGBoostPredictor:
             f"XGBoost {xgboost.__version__} cannot load {model_file.path} as a {model_file.model_format} "
             f"model: {first_line}"
         ) from exc
-    return XGBoostPredictor(booster, model_file, metadata)
+    return XGBoostPredictor(booster, model_file, metadata, DensePredict(booster, xgboost.core))
