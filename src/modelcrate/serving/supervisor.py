@@ -33,6 +33,9 @@ def _thread_environment(config: ServingConfig) -> None:
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ.setdefault(name, threads)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    # Spinning OpenMP threads stall ~15 ms per XGBoost call whenever another process holds a core
+    # (measured: p90 0.24 -> 14.7 ms); sleeping ones cost nothing measurable when the core is free.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
