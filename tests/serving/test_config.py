@@ -50,6 +50,14 @@ def test_every_variable_is_read():
     assert config.inference_input == ("predicted_label",)
 
 
+def test_batch_jobs_may_send_up_to_100_mib_unless_they_say_how_much():
+    assert ServingConfig.from_env({"SAGEMAKER_BATCH": "true"}).max_payload_bytes == 100 * 1024 * 1024
+    limited = ServingConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "8"})
+    assert limited.max_payload_bytes == 8 * 1024 * 1024
+    streaming = ServingConfig.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})
+    assert streaming.max_payload_bytes == 100 * 1024 * 1024 and streaming.execution_parameters["MaxPayloadInMB"] == 0
+
+
 def test_flags_override_the_environment():
     config = ServingConfig.from_env({"SAGEMAKER_BIND_TO_PORT": "9000"}, port=9100, workers=None)
     assert config.port == 9100

@@ -34,7 +34,7 @@ def parse_keys(raw: str | None, source: str) -> tuple[str, ...] | None:
     return keys
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -72,7 +72,7 @@ class ServingConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout: float = 60.0
     default_accept: str = "application/json"
-    max_payload_mb: int = REALTIME_PAYLOAD_MB
+    max_payload_mb: int | None = None  # SAGEMAKER_MAX_PAYLOAD_IN_MB, when set
     log_level: int = 20
     program: str = "inference.py"
     submit_directory: Path | None = None
@@ -85,7 +85,10 @@ class ServingConfig:
 
     @property
     def max_payload_bytes(self) -> int:
-        # 0 means chunked streaming of whole objects: bounded by the batch maximum.
+        """The request body limit: 6 MiB for realtime endpoints; a batch job may send up to 100 MiB unless it
+        says how much (0 means chunked streaming of whole objects, bounded by the batch maximum)."""
+        if self.max_payload_mb is None:
+            return (MAX_PAYLOAD_MB if self.batch else REALTIME_PAYLOAD_MB) * MIB
         return (self.max_payload_mb or MAX_PAYLOAD_MB) * MIB
 
     @property
@@ -94,12 +97,13 @@ class ServingConfig:
 
     @property
     def execution_parameters(self) -> dict:
+        payload_mb = REALTIME_PAYLOAD_MB if self.max_payload_mb is None else self.max_payload_mb
         return {
             # By default as many as there are workers, within the 100 MB budget of concurrency x payload.
             "MaxConcurrentTransforms": self.max_concurrent_transforms
-            or max(1, min(self.workers, MAX_PAYLOAD_MB // max(self.max_payload_mb, 1))),
+            or max(1, min(self.workers, MAX_PAYLOAD_MB // max(payload_mb, 1))),
             "BatchStrategy": self.batch_strategy,
-            "MaxPayloadInMB": self.max_payload_mb,
+            "MaxPayloadInMB": payload_mb,
         }
 
     @classmethod
@@ -125,7 +129,7 @@ class ServingConfig:
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1),
             timeout=_seconds(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0),
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or "application/json",
-            max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", REALTIME_PAYLOAD_MB, 0),
+            max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", None, 0),
             log_level=_int(env, "SAGEMAKER_CONTAINER_LOG_LEVEL", 20, 0),
             program=env.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py",
             # SageMaker's framework containers pass an s3:// URI here for training code; only a local
@@ -146,14 +150,14 @@ class ServingConfig:
     def validate(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range 1-65535")
-        if self.max_payload_mb > MAX_PAYLOAD_MB:
+        if (self.max_payload_mb or 0) > MAX_PAYLOAD_MB:
             raise ConfigError(
                 f"SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} exceeds the limit of {MAX_PAYLOAD_MB}"
             )
         params = self.execution_parameters
-        if params["MaxConcurrentTransforms"] * max(self.max_payload_mb, 1) > MAX_PAYLOAD_MB:
+        if params["MaxConcurrentTransforms"] * max(params["MaxPayloadInMB"], 1) > MAX_PAYLOAD_MB:
             raise ConfigError(
                 f"MaxConcurrentTransforms ({params['MaxConcurrentTransforms']}) x MaxPayloadInMB "
-                f"({self.max_payload_mb}) exceeds {MAX_PAYLOAD_MB}; lower SAGEMAKER_MAX_CONCURRENT_TRANSFORMS "
+                f"({params['MaxPayloadInMB']}) exceeds {MAX_PAYLOAD_MB}; lower SAGEMAKER_MAX_CONCURRENT_TRANSFORMS "
                 "or SAGEMAKER_MAX_PAYLOAD_IN_MB"
             )

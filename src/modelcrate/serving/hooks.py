@@ -26,7 +26,6 @@ class RequestContext:
     inference_keys: tuple[str, ...] | None
     custom_attributes: str | None = None
     inference_id: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
