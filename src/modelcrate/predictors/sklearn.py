@@ -44,7 +44,8 @@ class SklearnPredictor(Predictor):
         classes = getattr(model, "classes_", None)
         if classes is not None or getattr(model, "_estimator_type", None) == "classifier":
             self.task = CLASSIFICATION
-            self.labels = metadata.labels or (np.asarray(classes).tolist() if classes is not None else None)
+            # classes_ orders predict_proba's columns, so it wins over any labels recorded beside the model.
+            self.labels = np.asarray(classes).tolist() if classes is not None else metadata.labels
             self._emits_probabilities = hasattr(model, "predict_proba") and self.labels is not None
         else:
             self.task = metadata.task or REGRESSION
