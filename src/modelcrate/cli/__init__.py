@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
 
 @app.command("sample-model")
@@ -119,5 +119,93 @@ def invoke(
         sys.stdout.buffer.write(b"\n")
 
 
-def main() -> None:
-    app()
+_PROMPTS = {
+    "project_name": "Project name",
+    "framework": "Framework (sklearn, xgboost, tensorflow)",
+    "model_format": "Model format",
+    "model_source": "Model source (local, sample, s3, registry)",
+    "model_path": "Model file or directory to copy",
+    "sample_task": "Sample model task (regression, classification)",
+    "include_tests": "Include tests",
+    "deploy_target": "Deploy target (sagemaker, codebuild)",
+    "instance_type": "Instance type (cpu, gpu or ml.<family>.<size>)",
+    "region": "AWS region",
+    "role_arn": "Execution role ARN (empty to set later)",
+    "base_image": "Base image",
+}
+
+
+def _prompt(name: str, known: dict):
+    from rich.prompt import Confirm, Prompt
+
+    from modelcrate.predictors import FORMATS_OF_FRAMEWORK
+
+    label = _PROMPTS[name]
+    if name == "model_format" and known.get("framework") in FORMATS_OF_FRAMEWORK:
+        label = f"Model format ({', '.join(FORMATS_OF_FRAMEWORK[known['framework']])})"
+    if name == "include_tests":
+        return Confirm.ask(label, default=bool(known.get(name, True)), console=err)
+    default = known.get(name)
+    return Prompt.ask(label, default=None if default is None else str(default), console=err) or None
+
+
+@app.command()
+def init(
+    project_name: Annotated[
+        str | None, typer.Argument(help="Project name (lower-case letters, digits, hyphens).")
+    ] = None,
+    framework: Annotated[str | None, typer.Option(help="sklearn, xgboost or tensorflow.")] = None,
+    model_format: Annotated[str | None, typer.Option(help="pkl|joblib, json|ubj|model, keras|h5|savedmodel.")] = None,
+    model_source: Annotated[
+        str | None, typer.Option(help="local, sample (Abalone), s3 (model.tar.gz) or registry.")
+    ] = None,
+    model_path: Annotated[Path | None, typer.Option(help="For --model-source local: the file or directory.")] = None,
+    sample_task: Annotated[
+        str | None, typer.Option(help="For --model-source sample: regression or classification.")
+    ] = None,
+    registry_package: Annotated[str | None, typer.Option(help="For --model-source registry: group/version.")] = None,
+    include_tests: Annotated[bool | None, typer.Option("--include-tests/--no-tests", help="Generate test/.")] = None,
+    deploy_target: Annotated[str | None, typer.Option(help="sagemaker or codebuild.")] = None,
+    instance_type: Annotated[str | None, typer.Option(help="cpu, gpu or ml.<family>.<size>.")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region, e.g. eu-west-1.")] = None,
+    role_arn: Annotated[str | None, typer.Option(help="SageMaker execution role ARN.")] = None,
+    destination: Annotated[Path | None, typer.Option(help="Directory to create (default: ./NAME).")] = None,
+    base_image: Annotated[str | None, typer.Option(help="Base image with python3 (default python:3.11-slim).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Options from a YAML or JSON file.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt: use defaults for what is not given.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty destination.")] = False,
+    print_config: Annotated[bool, typer.Option(help="Show the resolved options and their sources, then stop.")] = False,
+) -> None:
+    """Create a container project for a model (ML Container Creator's job).
+
+    Options come from flags, then MODELCRATE_<OPTION> environment variables, then --config, then defaults;
+    on a terminal, whatever is still missing is asked for (never with --yes).
+
+    Example: modelcrate init demo --framework xgboost --model-format json --model-source sample --yes
+    """
+    from rich.table import Table
+
+    from modelcrate.scaffold.generate import generate
+    from modelcrate.scaffold.options import OptionsError, resolve
+
+    flags = {k: v for k, v in locals().items() if k in _PROMPTS or k in ("registry_package", "destination")}
+    interactive = not yes and sys.stdin.isatty()
+    try:
+        options, origin = resolve(flags, config_file=config, prompt=_prompt if interactive else None)
+        if print_config:
+            table = Table("option", "value", "source")
+            for name, value in options.model_dump().items():
+                table.add_row(name, "" if value is None else str(value), origin.get(name, "default"))
+            Console().print(table)
+            return
+        with err.status(f"generating {options.target_dir}..."):
+            project = generate(options, force=force)
+    except OptionsError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for warning in project.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    err.print(
+        f"[green]created[/] {project.path} ({options.framework} {project.framework_version}, {options.model_format}, "
+        f"model source {options.model_source}). Next: modelcrate build {project.path}"
+    )

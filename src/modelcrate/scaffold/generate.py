@@ -1,0 +1,146 @@
+"""Render a container project from :class:`ProjectOptions` (Jinja2 templates), atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import jinja2
+
+from modelcrate.predictors import METADATA_FILE, ModelMetadata
+from modelcrate.scaffold.options import DEFAULT_FRAMEWORK_VERSIONS, OptionsError, ProjectOptions
+
+PROJECT_FILE = "modelcrate-project.json"
+RUNTIME_PACKAGES = ("numpy", "httptools", "uvloop")
+_TEMPLATES = Path(__file__).with_name("templates")
+_SCRIPTS = (
+    "deploy/common.sh",
+    "deploy/build_and_push.sh",
+    "deploy/package_model.sh",
+    "deploy/deploy.sh",
+    "deploy/teardown.sh",
+    "deploy/submit_build.sh",
+    "test/test_image.sh",
+)
+
+
+@dataclass
+class GeneratedProject:
+    path: Path
+    framework_version: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _framework_requirements(framework: str, framework_version: str) -> list[str]:
+    if framework == "sklearn":
+        return [f"scikit-learn=={framework_version}", "joblib==1.4.2"]
+    if framework == "xgboost":
+        return [f"xgboost-cpu=={framework_version}"]  # the CPU build: no CUDA libraries in the image
+    return [f"tensorflow=={framework_version}"]
+
+
+def recorded_framework_version(options: ProjectOptions, model_dir: Path) -> str | None:
+    """The framework version the model file says it was saved with, when it says."""
+    metadata = ModelMetadata.read(model_dir)
+    if metadata.framework_version:
+        return metadata.framework_version
+    path = options.model_path
+    try:
+        if options.framework == "sklearn" and path and path.is_file():
+            import joblib
+
+            return getattr(joblib.load(path), "__getstate__", dict)().get("_sklearn_version")
+        if options.framework == "xgboost" and path and path.is_file():
+            import xgboost
+
+            booster = xgboost.Booster(model_file=str(path))
+            return ".".join(map(str, json.loads(booster.save_raw("json"))["version"]))
+    except Exception:  # an unreadable version is no reason to refuse: the default pin applies
+        return None
+    return None
+
+
+def _place_model(options: ProjectOptions, model_dir: Path) -> None:
+    if options.model_source == "sample":
+        from modelcrate.scaffold.sample_models import create_sample_model
+
+        create_sample_model(options.framework, options.model_format, options.sample_task, model_dir)
+    elif options.model_source == "local":
+        source = options.model_path
+        if source.is_dir() and options.model_format != "savedmodel":
+            shutil.copytree(source, model_dir)
+        else:
+            model_dir.mkdir()
+            copy = shutil.copytree if source.is_dir() else shutil.copy2
+            copy(source, model_dir / source.name)
+            sibling_metadata = source.parent / METADATA_FILE
+            if sibling_metadata.is_file():
+                shutil.copy2(sibling_metadata, model_dir / METADATA_FILE)
+
+
+def generate(options: ProjectOptions, force: bool = False) -> GeneratedProject:
+    target = options.target_dir
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+        raise OptionsError(f"destination {target} exists and is not empty; choose another or pass --force")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model_dir = staging / "model"
+        _place_model(options, model_dir)
+        default = DEFAULT_FRAMEWORK_VERSIONS[options.framework]
+        recorded = recorded_framework_version(options, model_dir) if model_dir.exists() else None
+        framework_version = recorded or default
+        warnings = []
+        if recorded and recorded != default:
+            warnings.append(
+                f"the model was saved with {options.framework} {recorded}; pinning that instead of {default}"
+            )
+        _render(options, staging, framework_version, recorded)
+        (staging / PROJECT_FILE).write_text(options.model_dump_json(indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return GeneratedProject(target, framework_version, warnings)
+
+
+def _render(options: ProjectOptions, root: Path, framework_version: str, recorded: str | None) -> None:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    context = {
+        "o": options,
+        "framework_version": framework_version,
+        "framework_version_note": "as recorded in the model file" if recorded else "default pin",
+        "runtime_requirements": [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+        "framework_requirements": _framework_requirements(options.framework, framework_version),
+        "has_model": (root / "model").exists(),
+    }
+    outputs = {
+        "Dockerfile": "Dockerfile.j2",
+        "requirements.txt": "requirements.txt.j2",
+        ".dockerignore": "dockerignore.j2",
+        "README.md": "README.md.j2",
+        "code/inference.py": "code/inference.py.j2",
+        **{script: f"{script}.j2" for script in _SCRIPTS},
+    }
+    if options.deploy_target == "codebuild":
+        outputs["buildspec.yml"] = "buildspec.yml.j2"
+    if options.include_tests and context["has_model"]:
+        outputs["test/test_handler.py"] = "test/test_handler.py.j2"
+    if not options.include_tests:
+        outputs.pop("test/test_image.sh")
+    for name, template in outputs.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(env.get_template(template).render(context))
+        if name.endswith(".sh"):
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

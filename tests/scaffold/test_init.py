@@ -1,0 +1,221 @@
+"""`modelcrate init`: options from every source, clear refusals, and the project it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from modelcrate.scaffold.options import OptionsError, resolve
+
+MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
+BASE = {"project_name": "demo", "framework": "sklearn"}
+
+
+def init(*args, cwd, env=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCRATE_")} | (env or {})
+    return subprocess.run(
+        [MODELCRATE, "init", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+
+
+def test_precedence_is_flags_then_environment_then_config_then_defaults(tmp_path):
+    config = tmp_path / "options.yaml"
+    config.write_text("region: ap-south-1\ninstance_type: ml.c5.large\nbase_image: my/python:3.11\n")
+    options, origin = resolve(
+        {**BASE, "region": "eu-west-1"},
+        env={"MODELCRATE_REGION": "us-west-2", "MODELCRATE_INSTANCE_TYPE": "gpu"},
+        config_file=config,
+    )
+    assert (options.region, origin["region"]) == ("eu-west-1", "flag")
+    assert (options.instance_type, origin["instance_type"]) == ("ml.g5.xlarge", "environment")
+    assert (options.base_image, origin["base_image"]) == ("my/python:3.11", "config file")
+    assert (options.model_format, origin["model_format"]) == ("pkl", "default")
+
+
+def test_json_config_files_and_their_errors(tmp_path):
+    good = tmp_path / "o.json"
+    good.write_text(json.dumps({"project-name": "from-file", "framework": "tensorflow"}))
+    options, _ = resolve({}, env={}, config_file=good)
+    assert (options.project_name, options.model_format) == ("from-file", "keras")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"framework": "sklearn", "colour": "red"}))
+    with pytest.raises(OptionsError, match=r"unknown option.*colour"):
+        resolve({}, env={}, config_file=bad)
+
+
+def test_graviton_instances_build_arm64_images():
+    assert resolve({**BASE, "instance_type": "ml.c7g.xlarge"}, env={})[0].platform == "linux/arm64"
+    assert resolve({**BASE, "instance_type": "ml.m5.xlarge"}, env={})[0].platform == "linux/amd64"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--framework", "torch"], "framework: 'torch' is not allowed"),
+        (["--framework", "xgboost", "--model-format", "pkl"], "'pkl' is not a xgboost format"),
+        (["--framework", "sklearn", "--region", "moon-1"], "not an AWS region"),
+        (["--framework", "sklearn", "--role-arn", "arn:aws:iam::12:role/x"], "not an IAM role ARN"),
+        (["--framework", "sklearn", "--instance-type", "ml.huge"], "use cpu, gpu or ml.<family>.<size>"),
+        (["--framework", "sklearn", "--model-source", "local", "--model-path", "nope.pkl"], "does not exist"),
+        (["--framework", "sklearn", "--model-source", "local"], "needs model_path"),
+    ],
+)
+def test_each_bad_option_gets_one_clear_line(tmp_path, args, message):
+    result = init("demo", *args, "--yes", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_model_file_of_another_format_is_refused(tmp_path, sample_model):
+    model = sample_model("xgboost", "json", "regression") / "model.json"
+    result = init(
+        "demo", "--framework", "sklearn", "--model-source", "local", "--model-path", str(model), "--yes", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "is a json model file" in result.stderr
+
+
+def test_an_existing_destination_is_never_overwritten_without_force(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "mine.txt").write_text("keep")
+    result = init("demo", "--framework", "sklearn", "--yes", cwd=tmp_path)
+    assert result.returncode == 2 and "exists and is not empty" in result.stderr
+    assert (tmp_path / "demo" / "mine.txt").read_text() == "keep"
+    forced = init("demo", "--framework", "sklearn", "--yes", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert not (tmp_path / "demo" / "mine.txt").exists()
+
+
+def project_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_interactive_prompts_give_the_same_project_as_flags(tmp_path):
+    flags = init(
+        "demo",
+        "--framework",
+        "xgboost",
+        "--model-format",
+        "ubj",
+        "--model-source",
+        "sample",
+        "--sample-task",
+        "classification",
+        "--region",
+        "eu-west-1",
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert flags.returncode == 0, flags.stderr
+    (tmp_path / "by-flags").mkdir()
+    shutil.move(tmp_path / "demo", tmp_path / "by-flags" / "demo")
+
+    child = pexpect.spawn(
+        MODELCRATE,
+        ["init"],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MODELCRATE_")},
+    )
+    answers = [
+        ("Project name", "demo"),
+        ("Framework", "xgboost"),
+        (r"Model format \(json, ubj, model\)", "ubj"),
+        ("Model source", ""),
+        ("Sample model task", "classification"),
+        ("Include tests", ""),
+        ("Deploy target", ""),
+        ("Instance type", ""),
+        ("AWS region", "eu-west-1"),
+        ("Execution role ARN", ""),
+        ("Base image", ""),
+    ]
+    for question, answer in answers:
+        child.expect(question)
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    by_prompts, by_flags = project_files(tmp_path / "demo"), project_files(tmp_path / "by-flags" / "demo")
+    assert by_prompts.keys() == by_flags.keys()
+    assert by_prompts == by_flags
+
+
+@pytest.mark.parametrize("source,target", [("sample", "sagemaker"), ("s3", "codebuild")])
+def test_generated_scripts_are_executable_and_pass_bash_n_and_shellcheck(tmp_path, source, target):
+    result = init(
+        "demo",
+        "--framework",
+        "tensorflow",
+        "--model-format",
+        "savedmodel",
+        "--model-source",
+        source,
+        "--deploy-target",
+        target,
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    scripts = sorted((tmp_path / "demo").rglob("*.sh"))
+    assert {s.name for s in scripts} >= {
+        "build_and_push.sh",
+        "deploy.sh",
+        "teardown.sh",
+        "package_model.sh",
+        "submit_build.sh",
+        "test_image.sh",
+    }
+    for script in scripts:
+        assert os.access(script, os.X_OK), script
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    checked = subprocess.run(
+        ["shellcheck", "-x", *map(str, scripts)], cwd=tmp_path / "demo", capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout
+    dockerfile = (tmp_path / "demo" / "Dockerfile").read_text()
+    assert ("COPY model/ /opt/ml/model/" in dockerfile) == (source == "sample")
+    assert (tmp_path / "demo" / "buildspec.yml").exists() == (target == "codebuild")
+
+
+def test_the_generated_projects_own_tests_pass(tmp_path):
+    result = init(
+        "demo",
+        "--framework",
+        "sklearn",
+        "--model-format",
+        "joblib",
+        "--sample-task",
+        "classification",
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
+        cwd=tmp_path / "demo",
+        capture_output=True,
+        text=True,
+    )
+    assert tests.returncode == 0, tests.stdout
+    assert "2 passed" in tests.stdout
+    requirements = (tmp_path / "demo" / "requirements.txt").read_text()
+    assert "scikit-learn==1.7.1\njoblib==1.4.2\n" in requirements
