@@ -209,3 +209,108 @@ def init(
         f"[green]created[/] {project.path} ({options.framework} {project.framework_version}, {options.model_format}, "
         f"model source {options.model_source}). Next: modelcrate build {project.path}"
     )
+
+
+def _project_or_image(target: str):
+    """A project directory (with modelcrate-project.json) or an image reference."""
+    from modelcrate.containers.docker import Project
+    from modelcrate.scaffold.generate import PROJECT_FILE
+
+    path = Path(target)
+    return Project.load(path) if (path / PROJECT_FILE).is_file() else None
+
+
+@app.command()
+def build(
+    project: Annotated[Path, typer.Argument(help="Project directory made by modelcrate init.")] = Path("."),
+    tag: Annotated[str | None, typer.Option(help="Image tag (default: PROJECT_NAME:latest).")] = None,
+    base_image: Annotated[str | None, typer.Option(help="Override the Dockerfile's BASE_IMAGE.")] = None,
+    platform: Annotated[str | None, typer.Option(help="linux/amd64 or linux/arm64 (default: the engine's).")] = None,
+    pip_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA bundle for pip inside the build (TLS-inspecting proxies); "
+            "also $MODELCRATE_PIP_CA. Passed as a BuildKit secret, never stored."
+        ),
+    ] = None,
+    context_only: Annotated[bool, typer.Option(help="Only place the runtime wheel in dist/ (for CodeBuild).")] = False,
+) -> None:
+    """Build the project's image: the modelcrate runtime wheel goes into dist/, then docker build (BuildKit)."""
+    from modelcrate.containers.docker import DockerError, Project, build_image, place_runtime_wheel
+
+    try:
+        loaded = Project.load(project)
+        if context_only:
+            err.print(f"[green]placed[/] {place_runtime_wheel(project)}")
+            return
+        with err.status(f"building {tag or loaded.image}...") as status:
+            image = build_image(
+                loaded, tag, base_image, platform, pip_ca, on_line=lambda line: status.update(f"[dim]{line[:100]}[/]")
+            )
+    except DockerError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    err.print(f"[green]built[/] {image}. Next: modelcrate test-image {project}")
+
+
+@app.command("test-image")
+def test_image_command(
+    target: Annotated[str, typer.Argument(help="Project directory or image reference.")] = ".",
+    model_tar: Annotated[Path | None, typer.Option(help="model.tar.gz to mount at /opt/ml/model (s3 source).")] = None,
+) -> None:
+    """Start the image with --network none, wait for /ping, replay the recorded samples as CSV, JSON and
+    JSON Lines inside it, and compare with the outputs recorded at training time. Exit 1 on any mismatch."""
+    from rich.table import Table
+
+    from modelcrate.containers.docker import DockerError, require_engine
+    from modelcrate.containers.image_test import test_image
+
+    project = _project_or_image(target)
+    image = project.image if project else target
+    try:
+        require_engine()
+        with err.status(f"testing {image} (network-isolated)..."):
+            report = test_image(image, model_tar)
+    except DockerError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table("check", "result", "detail", title=f"test-image {image}")
+    for check in report.checks:
+        table.add_row(
+            check.name,
+            "[green]pass[/]" if check.passed else "[red]FAIL[/]",
+            check.detail if not check.passed or check.name.startswith("healthy") else "",
+        )
+    Console().print(table)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="Project directory or image reference.")] = ".",
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (host networking).")] = 8080,
+    isolated: Annotated[bool, typer.Option(help="--network none, as Marketplace runs containers.")] = False,
+    model_tar: Annotated[Path | None, typer.Option(help="model.tar.gz to mount at /opt/ml/model.")] = None,
+) -> None:
+    """Run the image the way SageMaker does (`docker run IMAGE serve`) until Ctrl-C, then drain it."""
+    import time
+
+    from modelcrate.containers.docker import DockerError, container_logs, running_container
+    from modelcrate.containers.image_test import unpacked_model
+
+    project = _project_or_image(target)
+    image = project.image if project else target
+    try:
+        with unpacked_model(model_tar) as model_dir, running_container(image, isolated, port, model_dir) as cid:
+            where = "with no network" if isolated else f"on http://127.0.0.1:{port}"
+            err.print(f"[green]running[/] {image} {where} (container {cid[:12]}); Ctrl-C stops it")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                err.print("stopping (SIGTERM, drains within 30 s)...")
+                print(container_logs(cid)[-3000:], file=sys.stderr)
+    except DockerError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
