@@ -6,15 +6,19 @@ loudly without it. Images build on the local base image local/debian-python:book
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from modelcrate.containers.docker import DockerError, require_engine
-from tests.conftest import PAIRS
+from modelcrate.containers.docker import DockerError, docker, require_engine
+from tests.conftest import PAIRS, free_port
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 BASE_IMAGE = os.environ.get("MODELCRATE_TEST_BASE_IMAGE", "local/debian-python:bookworm")
@@ -27,6 +31,53 @@ def engine():
         require_engine()
     except DockerError as exc:
         pytest.fail(f"these tests need Docker: {exc}")
+    yield
+    docker("image", "prune", "--force", check=False)  # images replaced by this run's builds
+
+
+def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
+    created = modelcrate(
+        "init",
+        "e2e-run",
+        "--framework",
+        "xgboost",
+        "--model-format",
+        "ubj",
+        "--base-image",
+        BASE_IMAGE,
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    assert modelcrate("build", "e2e-run", cwd=tmp_path).returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [MODELCRATE, "run", "e2e-run", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as ping:
+                    if ping.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        row = b"0.0,1.0,0.0,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=row, headers={"Content-Type": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert len(json.loads(answer.read())["predictions"]) == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "draining" in stderr  # the container's own log, shown after it stopped
 
 
 def modelcrate(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:

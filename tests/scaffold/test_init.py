@@ -219,3 +219,57 @@ def test_the_generated_projects_own_tests_pass(tmp_path):
     assert "2 passed" in tests.stdout
     requirements = (tmp_path / "demo" / "requirements.txt").read_text()
     assert "scikit-learn==1.7.1\njoblib==1.4.2\n" in requirements
+
+
+def test_a_local_model_is_copied_with_its_metadata(tmp_path, sample_model):
+    model = sample_model("sklearn", "joblib", "classification") / "model.joblib"
+    result = init(
+        "demo",
+        "--framework",
+        "sklearn",
+        "--model-format",
+        "joblib",
+        "--model-source",
+        "local",
+        "--model-path",
+        str(model),
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    copied = tmp_path / "demo" / "model"
+    assert (copied / "model.joblib").read_bytes() == model.read_bytes()
+    assert (copied / "modelcrate.json").is_file()
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
+        cwd=tmp_path / "demo",
+        capture_output=True,
+        text=True,
+    )
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_the_version_a_model_was_saved_with_is_pinned_with_a_warning(tmp_path, monkeypatch):
+    import joblib
+    import sklearn.base
+    from sklearn.tree import DecisionTreeRegressor
+
+    monkeypatch.setattr(sklearn.base, "__version__", "1.6.1")  # as if saved by scikit-learn 1.6.1
+    model_file = tmp_path / "old.pkl"
+    joblib.dump(DecisionTreeRegressor().fit([[0.0], [1.0]], [0.0, 1.0]), model_file)
+    monkeypatch.undo()
+    result = init(
+        "demo",
+        "--framework",
+        "sklearn",
+        "--model-source",
+        "local",
+        "--model-path",
+        str(model_file),
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "saved with sklearn 1.6.1; pinning that instead of 1.7.1" in result.stderr
+    assert "scikit-learn==1.6.1\n" in (tmp_path / "demo" / "requirements.txt").read_text()
+    assert "ai.modelcrate.framework-version=1.6.1" in (tmp_path / "demo" / "Dockerfile").read_text()

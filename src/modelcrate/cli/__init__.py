@@ -296,21 +296,21 @@ def run(
     """Run the image the way SageMaker does (`docker run IMAGE serve`) until Ctrl-C, then drain it."""
     import time
 
-    from modelcrate.containers.docker import DockerError, container_logs, running_container
+    from modelcrate.containers.docker import DockerError, running_container
     from modelcrate.containers.image_test import unpacked_model
 
     project = _project_or_image(target)
     image = project.image if project else target
     try:
-        with unpacked_model(model_tar) as model_dir, running_container(image, isolated, port, model_dir) as cid:
+        with unpacked_model(model_tar) as model_dir, running_container(image, isolated, port, model_dir) as container:
             where = "with no network" if isolated else f"on http://127.0.0.1:{port}"
-            err.print(f"[green]running[/] {image} {where} (container {cid[:12]}); Ctrl-C stops it")
+            err.print(f"[green]running[/] {image} {where} (container {container.id[:12]}); Ctrl-C stops it")
             try:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
                 err.print("stopping (SIGTERM, drains within 30 s)...")
-                print(container_logs(cid)[-3000:], file=sys.stderr)
+        print(container.final_log[-3000:], file=sys.stderr)
     except DockerError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -150,6 +150,12 @@ def image_size_mb(image: str) -> float:
     return int(docker("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
 
 
+@dataclass
+class Container:
+    id: str
+    final_log: str = ""  # what it logged, read once it has stopped
+
+
 @contextmanager
 def running_container(
     image: str,
@@ -157,7 +163,7 @@ def running_container(
     port: int = 8080,
     model_dir: Path | None = None,
     env: dict[str, str] | None = None,
-) -> Iterator[str]:
+) -> Iterator[Container]:
     """``docker run IMAGE serve`` in the background; stopped (SIGTERM, then kill after 30 s) on exit."""
     args = ["run", "-d", "--network", "none" if isolated else "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}"]
     if not isolated:
@@ -166,12 +172,13 @@ def running_container(
         args += ["-e", f"{name}={value}"]
     if model_dir:
         args += ["-v", f"{model_dir.resolve()}:/opt/ml/model:ro"]
-    container = docker(*args, image, "serve").strip()
+    container = Container(docker(*args, image, "serve").strip())
     try:
         yield container
     finally:
-        docker("stop", "-t", "30", container, check=False)
-        docker("rm", "-f", container, check=False)
+        docker("stop", "-t", "30", container.id, check=False)
+        container.final_log = container_logs(container.id)
+        docker("rm", "-f", container.id, check=False)
 
 
 def container_logs(container: str) -> str:

@@ -143,11 +143,11 @@ def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
         with running_container(image, isolated=True, model_dir=model_dir) as container:
             spec = json.dumps({"port": 8080, "deadline": HEALTH_DEADLINE_S, "requests": requests})
             output = docker(
-                "exec", "-i", container, "python", "-c", _REPLAY, input_=spec, timeout=HEALTH_DEADLINE_S + 120
+                "exec", "-i", container.id, "python", "-c", _REPLAY, input_=spec, timeout=HEALTH_DEADLINE_S + 120
             )
             result = json.loads(output.strip().splitlines()[-1])
             if not result["healthy"]:
-                report.checks.append(Check("healthy", False, container_logs(container)[-2000:]))
+                report.checks.append(Check("healthy", False, container_logs(container.id)[-2000:]))
                 return report
             report.healthy_after_s = result["healthy_after_s"]
             report.checks.append(Check("healthy under --network none", True, f"{report.healthy_after_s:.2f} s"))

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -54,8 +55,14 @@ def recorded_framework_version(options: ProjectOptions, model_dir: Path) -> str 
     try:
         if options.framework == "sklearn" and path and path.is_file():
             import joblib
+            from sklearn.exceptions import InconsistentVersionWarning
 
-            return getattr(joblib.load(path), "__getstate__", dict)().get("_sklearn_version")
+            # scikit-learn warns when a pickle comes from another version, and says which.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", InconsistentVersionWarning)
+                joblib.load(path)
+            older = [w.message for w in caught if isinstance(w.message, InconsistentVersionWarning)]
+            return older[0].original_sklearn_version if older else version("scikit-learn")
         if options.framework == "xgboost" and path and path.is_file():
             import xgboost
 
