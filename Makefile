@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench bench-images venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## serving benchmark; writes benchmarks/results/serving.md (needs wrk)
 	$(BIN)/python benchmarks/serving.py
+
+bench-images: $(STAMP)  ## size and cold start of all 8 images; writes benchmarks/results/images.md (needs Docker)
+	bash scripts/setup-docker.sh
+	$(BIN)/python benchmarks/images.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

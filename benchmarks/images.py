@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelcrate.predictors import FORMATS_OF_FRAMEWORK
+
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPOSITORY_DIR = BENCHMARKS_DIR.parent
 PACKAGE_DIR = REPOSITORY_DIR / "src" / "modelcrate"
@@ -40,16 +42,8 @@ HOST = "127.0.0.1"
 BASE_IMAGE = "local/debian-python:bookworm"
 PIP_CA = "/etc/ssl/certs/ca-certificates.crt"  # the build's pip trusts this machine's (proxy) CAs
 
-FORMATS = (
-    ("sklearn", "pkl"),
-    ("sklearn", "joblib"),
-    ("xgboost", "json"),
-    ("xgboost", "ubj"),
-    ("xgboost", "model"),
-    ("tensorflow", "keras"),
-    ("tensorflow", "h5"),
-    ("tensorflow", "savedmodel"),
-)
+# Every framework/format pair modelcrate supports.
+FORMATS = tuple((fw, fmt) for fw, fmts in FORMATS_OF_FRAMEWORK.items() for fmt in fmts)
 STARTS = 3  # cold start and stop times are the median and max of this many starts
 PING_INTERVAL_SECONDS = 0.01
 PING_TIMEOUT_SECONDS = 0.5

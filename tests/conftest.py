@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from modelcrate.predictors import FORMATS_OF_FRAMEWORK
 from modelcrate.scaffold.sample_models import create_sample_model
 
 SERVE = str(Path(sys.executable).with_name("serve"))
-PAIRS = [
-    ("sklearn", "pkl"),
-    ("sklearn", "joblib"),
-    ("xgboost", "json"),
-    ("xgboost", "ubj"),
-    ("xgboost", "model"),
-    ("tensorflow", "keras"),
-    ("tensorflow", "h5"),
-    ("tensorflow", "savedmodel"),
-]
+PAIRS = [(framework, fmt) for framework, formats in FORMATS_OF_FRAMEWORK.items() for fmt in formats]
 
 
 def free_port() -> int:

@@ -196,6 +196,15 @@ def test_generated_scripts_are_executable_and_pass_bash_n_and_shellcheck(tmp_pat
     assert (tmp_path / "demo" / "buildspec.yml").exists() == (target == "codebuild")
 
 
+def run_project_tests(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_the_generated_projects_own_tests_pass(tmp_path):
     result = init(
         "demo",
@@ -209,12 +218,7 @@ def test_the_generated_projects_own_tests_pass(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
-        cwd=tmp_path / "demo",
-        capture_output=True,
-        text=True,
-    )
+    tests = run_project_tests(tmp_path / "demo")
     assert tests.returncode == 0, tests.stdout
     assert "2 passed" in tests.stdout
     requirements = (tmp_path / "demo" / "requirements.txt").read_text()
@@ -240,12 +244,7 @@ def test_a_local_model_is_copied_with_its_metadata(tmp_path, sample_model):
     copied = tmp_path / "demo" / "model"
     assert (copied / "model.joblib").read_bytes() == model.read_bytes()
     assert (copied / "modelcrate.json").is_file()
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
-        cwd=tmp_path / "demo",
-        capture_output=True,
-        text=True,
-    )
+    tests = run_project_tests(tmp_path / "demo")
     assert tests.returncode == 0, tests.stdout
 
 
