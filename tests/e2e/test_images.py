@@ -113,7 +113,8 @@ def test_init_build_and_test_image(tmp_path, framework, fmt):
     assert built.returncode == 0, built.stderr
     tested = modelcrate("test-image", name, cwd=tmp_path, timeout=600)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert tested.stdout.count("pass") == 17 and "FAIL" not in tested.stdout  # label, health, 5 samples x 3 types
+    # user, label, health, then 5 samples x 3 content types
+    assert tested.stdout.count("pass") == 18 and "FAIL" not in tested.stdout
 
 
 def test_s3_source_serves_a_model_tar(tmp_path, sample_model):

@@ -45,6 +45,28 @@ def test_precedence_is_flags_then_environment_then_config_then_defaults(tmp_path
     assert (options.model_format, origin["model_format"]) == ("pkl", "default")
 
 
+def test_print_config_shows_each_value_and_its_source(tmp_path):
+    result = init(
+        "demo",
+        "--framework",
+        "xgboost",
+        "--print-config",
+        "--yes",
+        cwd=tmp_path,
+        env={"MODELCRATE_REGION": "eu-central-1"},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+        for line in result.stdout.splitlines()
+        if line.count("│") == 4
+    }
+    assert rows["framework"] == ["xgboost", "flag"]
+    assert rows["region"] == ["eu-central-1", "environment"]
+    assert rows["model_format"] == ["json", "default"]
+    assert not (tmp_path / "demo").exists()  # it only shows
+
+
 def test_json_config_files_and_their_errors(tmp_path):
     good = tmp_path / "o.json"
     good.write_text(json.dumps({"project-name": "from-file", "framework": "tensorflow"}))

@@ -124,6 +124,8 @@ def read_metadata(image: str, model_dir: Path | None) -> dict:
 def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
     report = ImageReport(image)
     labels = docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)
+    user = docker("image", "inspect", "--format", "{{.Config.User}}", image).strip()
+    report.checks.append(Check("runs as a non-root user", user not in ("", "root", "0"), user or "root"))
     report.checks.append(
         Check(
             "label accept-bind-to-port",
