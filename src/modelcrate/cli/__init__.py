@@ -136,9 +136,11 @@ _PROMPTS = {
 
 
 def _prompt(name: str, known: dict):
+    """Ask for one option; a bad answer is explained and asked again."""
     from rich.prompt import Confirm, Prompt
 
     from modelcrate.predictors import FORMATS_OF_FRAMEWORK
+    from modelcrate.scaffold.options import answer_problem
 
     label = _PROMPTS[name]
     if name == "model_format" and known.get("framework") in FORMATS_OF_FRAMEWORK:
@@ -146,7 +148,12 @@ def _prompt(name: str, known: dict):
     if name == "include_tests":
         return Confirm.ask(label, default=bool(known.get(name, True)), console=err)
     default = known.get(name)
-    return Prompt.ask(label, default=None if default is None else str(default), console=err) or None
+    while True:
+        answer = Prompt.ask(label, default=None if default is None else str(default), console=err) or None
+        problem = answer_problem(name, answer, known) if answer is not None else None
+        if problem is None:
+            return answer
+        err.print(f"[red]{problem}[/]", highlight=False)
 
 
 @app.command()

@@ -223,7 +223,10 @@ def _asked(name: str, values: Mapping[str, Any]) -> bool:
 
 
 def _one_line(exc: ValidationError) -> str:
-    error = exc.errors()[0]
+    return _describe(exc.errors()[0])
+
+
+def _describe(error) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "options"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
@@ -234,3 +237,16 @@ def _one_line(exc: ValidationError) -> str:
     if where == "options":
         return message
     return f"{where} {error['input']!r}: {message}"
+
+
+def answer_problem(name: str, value: Any, known: Mapping[str, Any]) -> str | None:
+    """What is wrong with a prompted answer, judged with what is known so far (None: nothing)."""
+    values = {**default_values({**known, name: value}), **known, name: value}
+    try:
+        ProjectOptions(**values)
+    except ValidationError as exc:
+        for error in exc.errors():
+            location = error["loc"]
+            if (location and location[0] == name) or (not location and name in error["msg"]):
+                return _describe(error)
+    return None
