@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -140,14 +139,6 @@ def build_image(
         tail = "\n".join(lines[-15:])
         raise DockerError(f"docker build of {project.path} failed:\n{tail}")
     return tag
-
-
-def image_labels(image: str) -> dict[str, str]:
-    return json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)) or {}
-
-
-def image_size_mb(image: str) -> float:
-    return int(docker("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
 
 
 @dataclass
