@@ -158,7 +158,8 @@ def test_interactive_prompts_give_the_same_project_as_flags(tmp_path):
         env={k: v for k, v in os.environ.items() if not k.startswith("MODELCRATE_")},
     )
     answers = [
-        ("Project name", "Demo!"),
+        ("Project name", ""),
+        ("an answer is needed", "Demo!"),
         ("lower-case letters", "demo"),  # a bad answer is explained and asked again
         ("Framework", "torch"),
         ("is not allowed", "xgboost"),

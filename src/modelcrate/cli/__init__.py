@@ -140,7 +140,7 @@ def _prompt(name: str, known: dict):
     from rich.prompt import Confirm, Prompt
 
     from modelcrate.predictors import FORMATS_OF_FRAMEWORK
-    from modelcrate.scaffold.options import answer_problem
+    from modelcrate.scaffold.options import ProjectOptions, answer_problem
 
     label = _PROMPTS[name]
     if name == "model_format" and known.get("framework") in FORMATS_OF_FRAMEWORK:
@@ -150,7 +150,10 @@ def _prompt(name: str, known: dict):
     default = known.get(name)
     while True:
         answer = Prompt.ask(label, default=None if default is None else str(default), console=err) or None
-        problem = answer_problem(name, answer, known) if answer is not None else None
+        if answer is None:
+            problem = "an answer is needed" if ProjectOptions.model_fields[name].is_required() else None
+        else:
+            problem = answer_problem(name, answer, known)
         if problem is None:
             return answer
         err.print(f"[red]{problem}[/]", highlight=False)
