@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,6 @@ class Server:
     process: subprocess.Popen
     port: int
     log_path: Path
-    connections: list = field(default_factory=list)
 
     @property
     def url(self) -> str:

@@ -129,7 +129,6 @@ def _render(options: ProjectOptions, root: Path, framework_version: str, recorde
         "framework_version_note": "as recorded in the model file" if recorded else "default pin",
         "runtime_requirements": [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
         "framework_requirements": _framework_requirements(options.framework, framework_version),
-        "has_model": (root / "model").exists(),
     }
     outputs = {
         "Dockerfile": "Dockerfile.j2",
@@ -141,7 +140,7 @@ def _render(options: ProjectOptions, root: Path, framework_version: str, recorde
     }
     if options.deploy_target == "codebuild":
         outputs["buildspec.yml"] = "buildspec.yml.j2"
-    if options.include_tests and context["has_model"]:
+    if options.include_tests and (root / "model").exists():
         outputs["test/test_handler.py"] = "test/test_handler.py.j2"
     if not options.include_tests:
         outputs.pop("test/test_image.sh")

@@ -108,7 +108,9 @@ def _number(cell: str, line: int, column: int) -> float:
     if not text:
         return math.nan
     try:
-        return float(text.replace("_", "x"))  # float() accepts 1_000; CSV numbers never have underscores
+        if "_" in text:  # float() accepts 1_000; a CSV number never has underscores
+            raise ValueError(text)
+        return float(text)
     except ValueError:
         hint = " (a header row? send records only)" if line == 1 else ""
         raise BadRequest(f"CSV line {line}, column {column}: {_show(cell)} is not a number{hint}") from None
