@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[all,dev,bench]'
+	# Retried: one dropped download from the package index must not fail a whole CI run.
+	for attempt in 1 2 3; do \
+		$(BIN)/pip install --quiet --disable-pip-version-check --retries 10 -e '.[all,dev,bench]' && break; \
+		[ $$attempt -lt 3 ] || exit 1; echo "pip install failed (attempt $$attempt of 3); retrying in 10 s" >&2; sleep 10; \
+	done
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -8,7 +8,9 @@
 #      (MODELCRATE_BASE_TARBALL, default /var/cache/modelcrate/debian-python-bookworm.tar),
 #      creating the tarball with debootstrap first if it is missing
 #   4. checks that `python3 -c 'import venv, ssl'` works in the image
-#   5. when the image was just created, or MODELCRATE_DOCKER_SELFTEST=1: a throwaway BuildKit build
+#   5. bounds the BuildKit cache (MODELCRATE_BUILD_CACHE_KEEP, default 12GB): every build of a new
+#      runtime wheel adds layers, and an unbounded cache once filled this disk
+#   6. when the image was just created, or MODELCRATE_DOCKER_SELFTEST=1: a throwaway BuildKit build
 #      using a secret mount (the host CA bundle) and a `pip install` from PyPI inside the build
 #
 # Always calls /usr/bin/docker (from docker.io, has BuildKit); /usr/local/bin/docker may be a
@@ -166,7 +168,12 @@ out="$("$DOCKER" run --rm --network none "$IMAGE" python3 -c 'import venv, ssl; 
 [ "$out" = "ok" ] || die "python3 check in $IMAGE printed '$out', expected 'ok'"
 log "python3 in $IMAGE: ok"
 
-# ---------------------------------------------------------------- 5. BuildKit self-test
+# ---------------------------------------------------------------- 5. bounded build cache
+# Keeps the most recently used layers (framework installs shared by all images) and drops the rest.
+"$DOCKER" builder prune --force --keep-storage "${MODELCRATE_BUILD_CACHE_KEEP:-12GB}" >/dev/null
+log "BuildKit cache bounded to ${MODELCRATE_BUILD_CACHE_KEEP:-12GB}"
+
+# ---------------------------------------------------------------- 6. BuildKit self-test
 if [ "$image_created" -eq 1 ] || [ "$SELFTEST" = "1" ]; then
     log "BuildKit self-test: secret mount + pip install from PyPI inside a build"
     ctx="$(mktemp -d)"

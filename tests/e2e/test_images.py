@@ -32,7 +32,10 @@ def engine():
     except DockerError as exc:
         pytest.fail(f"these tests need Docker: {exc}")
     yield
-    docker("image", "prune", "--force", check=False)  # images replaced by this run's builds
+    built = docker("images", "--filter", "reference=e2e-*", "--quiet", check=False).split()
+    if built:  # each is hundreds of MB to GBs: a machine running CI often must not fill up
+        docker("image", "rm", "--force", *set(built), check=False)
+    docker("image", "prune", "--force", check=False)
 
 
 def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
