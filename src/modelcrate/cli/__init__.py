@@ -324,3 +324,7 @@ def run(
     except DockerError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+# Larger command groups live in their own modules and register on `app` when imported.
+from modelcrate.cli import transform as _transform  # noqa: E402, F401
