@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-images venv clean
+.PHONY: demo test lint bench bench-images bench-transform venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install --quiet --disable-pip-version-check --retries 10 -e '.[all,dev,bench]' && break; \
 		[ $$attempt -lt 3 ] || exit 1; echo "pip install failed (attempt $$attempt of 3); retrying in 10 s" >&2; sleep 10; \
 	done
+	# Ray ships a `serve` command too; reinstalling modelcrate last makes `serve` ours (images hold no Ray).
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +36,9 @@ bench: $(STAMP)  ## serving benchmark; writes benchmarks/results/serving.md (nee
 bench-images: $(STAMP)  ## size and cold start of all 8 images; writes benchmarks/results/images.md (needs Docker)
 	bash scripts/setup-docker.sh
 	$(BIN)/python benchmarks/images.py
+
+bench-transform: $(STAMP)  ## 1M rows through the local and Ray engines; writes benchmarks/results/transform.md
+	$(BIN)/python benchmarks/transform.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

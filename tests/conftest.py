@@ -18,6 +18,9 @@ from modelcrate.predictors import FORMATS_OF_FRAMEWORK
 from modelcrate.scaffold.sample_models import create_sample_model
 
 SERVE = str(Path(sys.executable).with_name("serve"))
+if "modelcrate.serving" not in Path(SERVE).read_text(errors="replace"):
+    # Ray also installs a `serve` command; whichever package was installed last owns it.
+    pytest.exit(f"{SERVE} is not modelcrate's serve; run: pip install --no-deps --force-reinstall -e .", returncode=3)
 PAIRS = [(framework, fmt) for framework, formats in FORMATS_OF_FRAMEWORK.items() for fmt in formats]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelcrate.predictors import ModelLoadError, load_predictor
+from modelcrate.predictors import InvalidInput, ModelLoadError, load_predictor
 from modelcrate.scaffold.sample_models import abalone_dataset
 from tests.conftest import PAIRS
 
@@ -132,7 +133,7 @@ def test_unreadable_files_give_clear_errors(tmp_path):
         directory = tmp_path / name.replace(".", "_")
         directory.mkdir()
         (directory / name).write_bytes(b"\x00garbage")
-        with pytest.raises(ModelLoadError, match=phrase):
+        with pytest.raises(ModelLoadError, match=re.escape(phrase)):
             load_predictor(directory)
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "model.json").write_text("{}")
@@ -169,3 +170,53 @@ def test_xgboost_direct_dense_prediction_equals_inplace_predict(sample_model, fm
         got = predictor._predict_dense(batch)
         assert got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)
+
+
+def test_sklearn_transformers_are_served_as_feature_transforms(tmp_path):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    data, frame = _data()
+    scaler = StandardScaler().fit(data.x_train)
+    by_name = make_pipeline(
+        ColumnTransformer(
+            [("scale", StandardScaler(), ["length", "diameter"]), ("sex", OneHotEncoder(), ["sex_F", "sex_I"])],
+            sparse_threshold=1.0,
+        )
+    ).fit(frame)
+    for name, model, expected in [
+        ("scaler", scaler, scaler.transform(data.x_train[:5])),
+        ("by_name", by_name, by_name.transform(frame.iloc[:5])),  # a DataFrame in, sparse one-hot columns out
+    ]:
+        (tmp_path / name).mkdir()
+        joblib.dump(model, tmp_path / name / "model.joblib")
+        predictor = load_predictor(tmp_path / name)
+        assert (predictor.task, predictor.n_features, predictor.labels) == ("feature_transform", 10, None)
+        got = predictor.predict(data.x_train[:5]).values
+        np.testing.assert_array_equal(got, expected.toarray() if hasattr(expected, "toarray") else expected)
+
+
+def test_label_encoder_is_served_as_a_label_decoder(tmp_path):
+    from sklearn.preprocessing import LabelEncoder
+
+    joblib.dump(LabelEncoder().fit(["M", "F", "I", "F"]), tmp_path / "model.joblib")
+    predictor = load_predictor(tmp_path)
+    assert (predictor.task, predictor.n_features, predictor.labels) == ("label_decoding", 1, ["F", "I", "M"])
+    assert predictor.predict(np.array([[2.0], [0.0], [1]])).values.tolist() == ["M", "F", "I"]
+    for bad, shown in [(1.5, "1.5"), (3.0, "3.0"), (-1.0, "-1.0"), (np.nan, "nan"), (np.inf, "inf")]:
+        with pytest.raises(InvalidInput, match=rf"record 2: {shown} is not a class index; .* indexes 0 to 2"):
+            predictor.predict(np.array([[0.0], [bad]]))
+
+
+def test_sklearn_objects_that_are_neither_model_transformer_nor_label_encoder_are_refused(tmp_path):
+    from sklearn.preprocessing import LabelBinarizer
+
+    for name, obj, phrase in [
+        ("binarizer", LabelBinarizer().fit(["a", "b", "c"]), "does not turn class indexes into classes_"),
+        ("dict", {"weights": [1, 2]}, "holds a dict, which has no predict()"),
+    ]:
+        (tmp_path / name).mkdir()
+        joblib.dump(obj, tmp_path / name / "model.pkl")
+        with pytest.raises(ModelLoadError, match=re.escape(phrase)):
+            load_predictor(tmp_path / name)

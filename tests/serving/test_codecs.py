@@ -10,7 +10,17 @@ import pytest
 
 from modelcrate.predictors import Prediction
 from modelcrate.serving import codecs
-from modelcrate.serving.codecs import Schema, decode, decode_keyed_csv, encode, media_type, negotiate
+from modelcrate.serving.codecs import (
+    KeyedRecords,
+    Schema,
+    decode,
+    decode_keyed,
+    decode_keyed_csv,
+    encode,
+    encode_features,
+    media_type,
+    negotiate,
+)
 from modelcrate.serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 THREE = Schema(("a", "b", "c"), 3)
@@ -242,3 +252,46 @@ def test_every_decoder_is_registered():
         "application/x-npy",
         "text/libsvm",
     }
+
+
+def test_keyed_json_and_jsonlines_read_back_what_encode_writes():
+    keys = ("predicted_label", "probabilities")
+    want = [
+        {"predicted_label": "dog", "probabilities": [0.2, 0.8]},
+        {"predicted_label": "cat", "probabilities": [0.9, 0.1]},
+    ]
+    assert decode_keyed(encode(CLASSIFIED, "application/json", keys), "application/json", keys) == want
+    assert decode_keyed(encode(CLASSIFIED, "application/jsonlines", keys), "application/jsonlines", keys) == want
+    assert decode_keyed(json.dumps(want).encode(), "application/json", keys) == want
+    assert decode_keyed(json.dumps(want[0]).encode(), "application/json", ("predicted_label",)) == [
+        {"predicted_label": "dog"}
+    ]
+    for body, content_type, message in [
+        (b'{"predictions": [{"predicted_label": 1}]}', "application/json", "['predictions'][0] has no probabilities"),
+        (b"[1, 2]", "application/json", "JSON body[0] must be an object with predicted_label, probabilities"),
+        (b'{"predicted_label": 1}\n[1]\n', "application/jsonlines", "line 1 has no probabilities"),
+        (b"", "text/csv", "empty request body"),
+        (b"\n", "application/jsonlines", "application/jsonlines body has no records"),
+    ]:
+        with pytest.raises(BadRequest) as err:
+            decode_keyed(body, content_type, keys)
+        assert message in err.value.message
+
+
+def test_keyed_records_encode_in_the_plain_form_or_by_keys():
+    records = KeyedRecords([{"predicted_label": "M", "probabilities": [0.1, 0.9], "labels": ["F", "M"]}])
+    assert encode(records, "text/csv") == b"M\n"
+    assert json.loads(encode(records, "application/json")) == {"predictions": ["M"]}
+    assert encode(records, "text/csv", ("predicted_label", "probabilities")) == b'M,"[0.1, 0.9]"\n'
+    assert json.loads(encode(records, "application/jsonlines", ("labels",))) == {"labels": ["F", "M"]}
+    with pytest.raises(NotAcceptable):
+        encode(records, "application/x-npy", ("predicted_label",))
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "application/json", "application/jsonlines", "application/x-npy"])
+def test_transformed_features_encode_as_the_next_container_decodes_them(content_type):
+    features = np.array([[0.1, 1 / 3, -2.5e-300], [np.nan, 1e300, 7.0]])
+    encoded = encode_features(features, content_type)
+    np.testing.assert_array_equal(decode(encoded, content_type, Schema(None, 3)), features)
+    if content_type == "application/json":
+        assert encoded.startswith(b'{"instances": [[0.1, 0.3333333333333333, ')

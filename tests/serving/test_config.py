@@ -17,6 +17,8 @@ def test_defaults():
     assert config.model_dir == Path("/opt/ml/model") and config.code_dir == Path("/opt/ml/model/code")
     assert config.max_payload_bytes == 6 * 1024 * 1024 and config.log_level == 20
     assert config.execution_parameters["BatchStrategy"] == "MULTI_RECORD"
+    assert not config.multi_model and config.multi_model_root == Path("/opt/ml/models")
+    assert config.max_loaded_models is None and config.min_free_memory_mb == 256
 
 
 def test_every_variable_is_read():
@@ -36,6 +38,10 @@ def test_every_variable_is_read():
             "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability",
             "SAGEMAKER_INFERENCE_INPUT": "predicted_label",
             "SAGEMAKER_INFERENCE_OUTPUT": "Probability , predicted_label",
+            "SAGEMAKER_MULTI_MODEL": "true",
+            "MODELCRATE_MULTI_MODEL_ROOT": "/srv/models",
+            "MODELCRATE_MAX_LOADED_MODELS": "20",
+            "MODELCRATE_MIN_FREE_MEMORY_MB": "1024",
         }
     )
     assert (config.port, config.workers, config.timeout, config.default_accept) == (9000, 3, 2.5, "text/csv")
@@ -48,6 +54,8 @@ def test_every_variable_is_read():
     }
     assert config.inference_output == ("probability", "predicted_label")
     assert config.inference_input == ("predicted_label",)
+    assert config.multi_model and config.multi_model_root == Path("/srv/models")
+    assert (config.max_loaded_models, config.min_free_memory_mb) == (20, 1024)
 
 
 def test_batch_jobs_may_send_up_to_100_mib_unless_they_say_how_much():
@@ -75,6 +83,7 @@ def test_default_concurrency_stays_within_the_100_mb_budget():
         ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "-1"}, "must be positive"),
         ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
         ({"SAGEMAKER_INFERENCE_INPUT": "label"}, "unknown inference key(s) label"),
+        ({"MODELCRATE_MIN_FREE_MEMORY_MB": "lots"}, "MODELCRATE_MIN_FREE_MEMORY_MB='lots' is not a whole number"),
     ],
 )
 def test_bad_values_are_named(env, message):

@@ -206,7 +206,11 @@ def test_env_inference_output_and_submit_directory(sample_model, tmp_path, start
             "SAGEMAKER_INFERENCE_OUTPUT asks for probabilities",
         ),
         ({"SAGEMAKER_INFERENCE_OUTPUT": "score"}, None, "unknown inference key(s) score"),
-        ({"SAGEMAKER_MULTI_MODEL": "true"}, None, "multi-model"),
+        (
+            {"SAGEMAKER_MULTI_MODEL": "true", "MODELCRATE_MAX_LOADED_MODELS": "0"},
+            None,
+            "MODELCRATE_MAX_LOADED_MODELS=0 must be at least 1",
+        ),
         (
             {"SAGEMAKER_MODEL_SERVER_WORKERS": "two"},
             None,

@@ -327,4 +327,5 @@ def run(
 
 
 # Larger command groups live in their own modules and register on `app` when imported.
+from modelcrate.cli import pipeline as _pipeline  # noqa: E402, F401
 from modelcrate.cli import transform as _transform  # noqa: E402, F401

@@ -111,6 +111,7 @@ def transform(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
     from modelcrate.containers.endpoint import ServerError
+    from modelcrate.pipeline import PipelineDefinitionError, PipelineError
     from modelcrate.transform.engine import list_inputs
     from modelcrate.transform.job import JobError
     from modelcrate.transform.run import run_job
@@ -151,7 +152,7 @@ def transform(
                 resume=resume,
                 progress=advance,
             )
-    except (JobError, TargetError, StorageError, ServerError) as exc:
+    except (JobError, TargetError, StorageError, ServerError, PipelineDefinitionError, PipelineError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     report = summary.as_dict()

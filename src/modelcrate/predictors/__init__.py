@@ -8,6 +8,8 @@ from pathlib import Path
 
 from modelcrate.predictors.base import (
     CLASSIFICATION,
+    FEATURE_TRANSFORM,
+    LABEL_DECODING,
     METADATA_FILE,
     REGRESSION,
     InvalidInput,
@@ -25,8 +27,10 @@ from modelcrate.predictors.formats import (
 
 __all__ = [
     "CLASSIFICATION",
+    "FEATURE_TRANSFORM",
     "FORMATS_OF_FRAMEWORK",
     "FRAMEWORK_OF_FORMAT",
+    "LABEL_DECODING",
     "METADATA_FILE",
     "REGRESSION",
     "InvalidInput",

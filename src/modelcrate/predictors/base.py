@@ -15,6 +15,10 @@ from modelcrate.errors import ModelLoadError
 METADATA_FILE = "modelcrate.json"
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
+# Serial inference pipelines: a feature-engineering container answers with transformed features, a
+# post-processing container turns a classifier's class indexes back into class names.
+FEATURE_TRANSFORM = "feature_transform"
+LABEL_DECODING = "label_decoding"
 
 
 class InvalidInput(ValueError):
@@ -25,7 +29,8 @@ class InvalidInput(ValueError):
 class Prediction:
     """What one predict call produced, for every record in order.
 
-    ``values`` holds regression outputs, or for classifiers the predicted labels.
+    ``values`` holds regression outputs, for classifiers and label decoders the predicted labels, and for
+    feature transformers the transformed records (n_records, n_outputs).
     ``probabilities`` is (n_records, n_labels) in ``labels`` order, or None when the model has none.
     """
 

@@ -2,7 +2,8 @@
 
 Decoders turn a body into a 2-D float64 array of records (or, with ``SAGEMAKER_INFERENCE_INPUT``, a list
 of keyed records from the previous container of a pipeline). Every malformed body becomes a
-:class:`BadRequest` whose message says what is wrong and where.
+:class:`BadRequest` whose message says what is wrong and where. Encoders write predictions, inference
+keys, and a feature transformer's records in the shapes the decoders of the next container read.
 """
 
 from __future__ import annotations
@@ -316,6 +317,54 @@ def _scalar(cell: str):
     return int(number) if number.is_integer() and "." not in cell and "e" not in cell.lower() else number
 
 
+def _keyed(value, keys: Sequence[str], where: str) -> dict:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be an object with {', '.join(keys)}, not {type(value).__name__}")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise BadRequest(f"{where} has no {', '.join(missing)}; SAGEMAKER_INFERENCE_INPUT names {', '.join(keys)}")
+    return {k: value[k] for k in keys}
+
+
+def decode_keyed_json(body: bytes, keys: Sequence[str]) -> KeyedRecords:
+    """What a previous container answered as JSON: ``{"predictions": [{"predicted_label": 1, ...}, ...]}``,
+    a list of such objects, or one object."""
+    value = _json_value(_text(body, "JSON"), "JSON")
+    where = "JSON body"
+    if isinstance(value, dict) and "predictions" in value:
+        value, where = value["predictions"], "JSON body['predictions']"
+    if not isinstance(value, list):
+        return KeyedRecords([_keyed(value, keys, where)])
+    return KeyedRecords(_keyed(v, keys, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def decode_keyed_jsonlines(body: bytes, keys: Sequence[str]) -> KeyedRecords:
+    """One object of inference keys per line."""
+    records = KeyedRecords()
+    for number, line in enumerate(_text(body, "JSON Lines").splitlines(), start=1):
+        if line.strip():
+            value = _json_value(line, f"JSON Lines (line {number})")
+            records.append(_keyed(value, keys, f"JSON Lines line {number}"))
+    return records
+
+
+KEYED_DECODERS: dict[str, Callable[[bytes, Sequence[str]], KeyedRecords]] = {
+    CSV: decode_keyed_csv,
+    JSON: decode_keyed_json,
+    JSONLINES: decode_keyed_jsonlines,
+}
+
+
+def decode_keyed(body: bytes, content_type: str, keys: Sequence[str]) -> KeyedRecords:
+    """Keyed records in one of the types :data:`KEYED_DECODERS` reads."""
+    if not body:
+        raise BadRequest("empty request body: send at least one record")
+    records = KEYED_DECODERS[content_type](body, keys)
+    if not records:
+        raise BadRequest(f"{content_type} body has no records")
+    return records
+
+
 DECODERS: dict[str, Callable[[bytes, Schema], np.ndarray]] = {
     CSV: decode_csv,
     JSON: decode_json,
@@ -343,9 +392,7 @@ def _plain(value):
 
 
 def _csv_field(value) -> str:
-    if isinstance(value, list):
-        return str(value)  # AWS's containers write lists as Python reprs: "[0.2, 0.8]", "['cat', 'dog']"
-    return str(value)
+    return str(value)  # lists too, as AWS's containers write them: "[0.2, 0.8]", "['cat', 'dog']"
 
 
 def _csv_lines(rows: list[list]) -> bytes:
@@ -370,24 +417,36 @@ def keyed_records(prediction: Prediction, keys: Sequence[str]) -> list[dict]:
     return [{key: columns[key][i] for key in keys} for i in range(len(values))]
 
 
+def _encode_keyed(rows: Sequence[dict], accept: str, keys: Sequence[str]) -> bytes:
+    if accept == NPY:
+        raise NotAcceptable("application/x-npy cannot carry inference keys; ask for CSV, JSON or JSON Lines")
+    if accept == CSV:
+        return _csv_lines([[row[k] for k in keys] for row in rows])
+    if accept == JSONLINES:
+        return "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return json.dumps({"predictions": rows}).encode()
+
+
+def _npy(result) -> bytes:
+    array = np.asarray(result)
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(str) if array.dtype == object else array, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def encode(result, accept: str, keys: Sequence[str] | None = None) -> bytes:
-    """Encode a :class:`Prediction` (with inference ``keys``) or any array-like result as ``accept``."""
+    """Encode a :class:`Prediction` or :class:`KeyedRecords` (with inference ``keys``) or any array-like
+    result as ``accept``. Without keys, keyed records are sent in the plain form: each record's label."""
     if isinstance(result, Prediction):
         if keys:
-            if accept == NPY:
-                raise NotAcceptable("application/x-npy cannot carry inference keys; ask for CSV, JSON or JSON Lines")
-            rows = keyed_records(result, keys)
-            if accept == CSV:
-                return _csv_lines([[row[k] for k in keys] for row in rows])
-            if accept == JSONLINES:
-                return "".join(json.dumps(r) + "\n" for r in rows).encode()
-            return json.dumps({"predictions": rows}).encode()
+            return _encode_keyed(keyed_records(result, keys), accept, keys)
         result = result.values
+    elif isinstance(result, KeyedRecords):
+        if keys:
+            return _encode_keyed([{k: record[k] for k in keys} for record in result], accept, keys)
+        result = [record["predicted_label"] for record in result]
     if accept == NPY:
-        array = np.asarray(result)
-        buffer = io.BytesIO()
-        np.save(buffer, array.astype(str) if array.dtype == object else array, allow_pickle=False)
-        return buffer.getvalue()
+        return _npy(result)
     if isinstance(result, dict):
         if accept == JSON:
             return json.dumps(_jsonable(result)).encode()
@@ -401,7 +460,25 @@ def encode(result, accept: str, keys: Sequence[str] | None = None) -> bytes:
         return "".join(json.dumps(v) + "\n" for v in values).encode()
     if values and not isinstance(values[0], list | str) and all(isinstance(v, int | float) for v in values):
         return ("\n".join(map(str, values)) + "\n").encode()  # the common case, without the csv module
+    if values and isinstance(values[0], str) and all(isinstance(v, str) and v for v in values):
+        text = "\n".join(values)  # class labels: plain unless one needs CSV quoting
+        if text.count("\n") == len(values) - 1 and not any(c in text for c in ',"\r'):
+            return (text + "\n").encode()
     return _csv_lines([v if isinstance(v, list) else [v] for v in values])
+
+
+def encode_features(features, accept: str) -> bytes:
+    """A feature transformer's records, as the next container of a pipeline reads them: CSV rows of
+    shortest round-trip reprs (parsed back to the very same float64), ``{"instances": [[...], ...]}``,
+    one list per JSON line, or the NPY matrix."""
+    if accept == NPY:
+        return _npy(features)
+    rows = np.asarray(features).tolist()
+    if accept == JSON:
+        return json.dumps({"instances": rows}).encode()
+    if accept == JSONLINES:
+        return "".join(json.dumps(row) + "\n" for row in rows).encode()
+    return "".join(",".join(map(repr, row)) + "\n" for row in rows).encode()
 
 
 def _jsonable(value):

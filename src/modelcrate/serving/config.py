@@ -12,6 +12,8 @@ from modelcrate.serving.errors import ConfigError
 MIB = 1024 * 1024
 REALTIME_PAYLOAD_MB = 6
 MAX_PAYLOAD_MB = 100
+# Multi-model endpoints: memory a load must leave free for requests and the frameworks' own code.
+MIN_FREE_MEMORY_MB = 256
 INFERENCE_KEYS = ("predicted_label", "probability", "probabilities", "labels")
 BATCH_STRATEGIES = {
     "MULTI_RECORD": "MULTI_RECORD",
@@ -82,6 +84,10 @@ class ServingConfig:
     inference_supported: tuple[str, ...] | None = None
     inference_input: tuple[str, ...] | None = None
     inference_output: tuple[str, ...] | None = None
+    multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: models come and go through /models
+    multi_model_root: Path = Path("/opt/ml/models")
+    max_loaded_models: int | None = None
+    min_free_memory_mb: int = MIN_FREE_MEMORY_MB
 
     @property
     def max_payload_bytes(self) -> int:
@@ -110,11 +116,6 @@ class ServingConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> ServingConfig:
         """Read SageMaker's variables; keyword ``overrides`` (CLI flags) win over the environment."""
         env = os.environ if env is None else env
-        if _flag(env, "SAGEMAKER_MULTI_MODEL"):
-            raise ConfigError(
-                "SAGEMAKER_MULTI_MODEL=true asks for a multi-model endpoint, which this runtime does not "
-                "serve yet; unset it to serve the single model in /opt/ml/model"
-            )
         strategy_raw = env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD").strip()
         strategy = BATCH_STRATEGIES.get(strategy_raw.upper())
         if strategy is None:
@@ -141,6 +142,10 @@ class ServingConfig:
             inference_supported=parse_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED"), "SAGEMAKER_INFERENCE_SUPPORTED"),
             inference_input=parse_keys(env.get("SAGEMAKER_INFERENCE_INPUT"), "SAGEMAKER_INFERENCE_INPUT"),
             inference_output=parse_keys(env.get("SAGEMAKER_INFERENCE_OUTPUT"), "SAGEMAKER_INFERENCE_OUTPUT"),
+            multi_model=_flag(env, "SAGEMAKER_MULTI_MODEL"),
+            multi_model_root=Path(env.get("MODELCRATE_MULTI_MODEL_ROOT", "").strip() or "/opt/ml/models"),
+            max_loaded_models=_int(env, "MODELCRATE_MAX_LOADED_MODELS", None, 1),
+            min_free_memory_mb=_int(env, "MODELCRATE_MIN_FREE_MEMORY_MB", MIN_FREE_MEMORY_MB, 0),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)

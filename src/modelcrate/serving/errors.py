@@ -22,8 +22,16 @@ class BadRequest(HttpError):
     status = 400
 
 
+class NotFound(HttpError):
+    status = 404
+
+
 class NotAcceptable(HttpError):
     status = 406
+
+
+class Conflict(HttpError):
+    status = 409
 
 
 class PayloadTooLarge(HttpError):
@@ -32,6 +40,12 @@ class PayloadTooLarge(HttpError):
 
 class UnsupportedMediaType(HttpError):
     status = 415
+
+
+class InsufficientStorage(HttpError):
+    """A multi-model endpoint has no room for another model: SageMaker unloads unused ones and retries."""
+
+    status = 507
 
 
 class ConfigError(StartupError):

@@ -12,8 +12,8 @@ import struct
 import time
 from bisect import bisect_left
 
-ROUTES = ("/invocations", "/ping", "/execution-parameters", "/metrics", "other")
-STATUSES = (200, 400, 404, 405, 406, 408, 413, 415, 500, 503, 504)
+ROUTES = ("/invocations", "/ping", "/execution-parameters", "/metrics", "/models", "/models/{name}/invoke", "other")
+STATUSES = (200, 400, 404, 405, 406, 408, 409, 413, 415, 500, 503, 504, 507)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ROUTE_INDEX = {route: i for i, route in enumerate(ROUTES)}
 _STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}

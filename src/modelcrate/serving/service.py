@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from modelcrate.predictors import InvalidInput, Predictor, load_predictor
+from modelcrate.predictors import FEATURE_TRANSFORM, LABEL_DECODING, InvalidInput, Prediction, Predictor, load_predictor
 from modelcrate.serving import codecs
 from modelcrate.serving.config import INFERENCE_KEYS, ServingConfig, parse_keys
 from modelcrate.serving.errors import BadRequest, ConfigError, HttpError, UnsupportedMediaType
@@ -17,10 +17,18 @@ log = logging.getLogger("modelcrate.serving")
 CUSTOM_ATTRIBUTE_KEYS = "inference_output"
 
 
-def supported_keys(predictor: Predictor | None) -> tuple[str, ...] | None:
+# What a label decoder decodes; the other keys of its input pass through.
+DECODED_KEYS = ("predicted_label", "labels")
+
+
+def supported_keys(predictor: Predictor | None, inference_input: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """The inference keys a predictor can emit (None: unknown, the user's hooks decide)."""
     if predictor is None:
         return None
+    if predictor.task == FEATURE_TRANSFORM:
+        return ()
+    if predictor.task == LABEL_DECODING:
+        return tuple(k for k in INFERENCE_KEYS if k in DECODED_KEYS or k in (inference_input or ()))
     if predictor.task != "classification":
         return ("predicted_label",)
     if predictor.has_probabilities:
@@ -57,10 +65,28 @@ class InferenceService:
             for t in codecs.DECODERS
             if t != codecs.LIBSVM or (self.predictor is not None and self.predictor.framework == "xgboost")
         )
-        derived = supported_keys(self.predictor)
-        hinted = config.inference_supported
-        self.allowed_keys = tuple(k for k in derived if k in hinted) if derived and hinted else derived or hinted
+        self.transforms_features = self.predictor is not None and self.predictor.task == FEATURE_TRANSFORM
+        self.decodes_labels = self.predictor is not None and self.predictor.task == LABEL_DECODING
         self.output_keys = config.inference_output
+        if self.transforms_features and self.output_keys:
+            raise ConfigError(
+                f"SAGEMAKER_INFERENCE_OUTPUT={','.join(self.output_keys)} is set, but this container serves a "
+                f"{self._model_kind()}, which answers with transformed features, not inference keys; unset it "
+                "here and set it on the model container that follows in the pipeline"
+            )
+        if self.decodes_labels and config.inference_input and "predicted_label" not in config.inference_input:
+            raise ConfigError(
+                f"SAGEMAKER_INFERENCE_INPUT={','.join(config.inference_input)} has no predicted_label, which this "
+                "label decoder turns into class names; name the keys the previous container sends, in its order"
+            )
+        derived = supported_keys(self.predictor, config.inference_input)
+        hinted = config.inference_supported
+        if self.transforms_features:
+            self.allowed_keys = ()
+        elif derived and hinted:
+            self.allowed_keys = tuple(k for k in derived if k in hinted)
+        else:
+            self.allowed_keys = derived or hinted
         if self.output_keys and self.allowed_keys is not None:
             refused = [k for k in self.output_keys if k not in self.allowed_keys]
             if refused:
@@ -86,7 +112,10 @@ class InferenceService:
 
     def _model_kind(self) -> str:
         p = self.predictor
-        return f"{p.framework} {p.task} model" if p else "model"
+        return f"{p.framework} {p.task.replace('_', ' ')} model" if p else "model"
+
+    def _supported_keys_phrase(self) -> str:
+        return ", ".join(self.allowed_keys) or "no inference keys (it answers with transformed features)"
 
     def warm_up(self) -> None:
         """One prediction before serving, so the first client does not pay for lazy initialisation."""
@@ -99,24 +128,74 @@ class InferenceService:
     # ---- defaults (each replaceable by a hook of the same name) ----
 
     def default_input_fn(self, body: bytes, content_type: str, context: RequestContext):
-        if self.config.inference_input and content_type == codecs.CSV:
-            return codecs.decode_keyed_csv(body, self.config.inference_input)
+        if self.config.inference_input and content_type in codecs.KEYED_DECODERS:
+            return codecs.decode_keyed(body, content_type, self.config.inference_input)
         return codecs.decode(body, content_type, self.schema, self.input_types)
 
     def default_predict_fn(self, data, model, context: RequestContext):
         if self.predictor is None:
             return model.predict(data)
         if isinstance(data, codecs.KeyedRecords):
-            raise BadRequest(
-                "this container received keyed records (SAGEMAKER_INFERENCE_INPUT) but its model takes "
-                "feature arrays; define predict_fn in code/inference.py"
-            )
+            if not self.decodes_labels:
+                raise BadRequest(
+                    "this container received keyed records (SAGEMAKER_INFERENCE_INPUT) but its model takes "
+                    "feature arrays; define predict_fn in code/inference.py"
+                )
+            return self.decode_keyed_labels(data)
+        if self.decodes_labels and context.inference_keys:
+            passed = [k for k in context.inference_keys if k not in DECODED_KEYS]
+            if passed:
+                raise BadRequest(
+                    f"{', '.join(passed)} can only be passed through from keyed records; send "
+                    f"{', '.join(self.config.inference_input or ('predicted_label',))} as CSV, JSON or JSON Lines"
+                )
         records = np.asarray(data, dtype=np.float64)
         self.check_records(records)
         return self.predictor.predict(records)
 
     def default_output_fn(self, prediction, accept: str, context: RequestContext):
+        if self.transforms_features:
+            return codecs.encode_features(
+                prediction.values if isinstance(prediction, Prediction) else prediction, accept
+            )
         return codecs.encode(prediction, accept, context.inference_keys)
+
+    def decode_keyed_labels(self, records: codecs.KeyedRecords) -> codecs.KeyedRecords:
+        """A post-processing container: predicted_label and labels go from class indexes to class names;
+        the other keys (probabilities...) pass through as the previous container sent them."""
+        try:
+            labels = self.decode_class_indexes([r["predicted_label"] for r in records])
+        except InvalidInput as exc:
+            raise BadRequest(f"predicted_label of {exc}") from None
+        decoded_lists: dict[tuple, list] = {}  # the labels key: usually one list repeated on every record
+        decoded = codecs.KeyedRecords()
+        for number, (record, label) in enumerate(zip(records, labels, strict=True), start=1):
+            listed = record.get("labels")
+            if listed is None:  # not sent: the classes, in index order as the probabilities are
+                decoded.append({**record, "predicted_label": label, "labels": self.predictor.labels})
+                continue
+            if not isinstance(listed, list):
+                raise BadRequest(f"record {number}: labels {listed!r:.40} is not a list of class indexes")
+            key = tuple(listed)
+            if key not in decoded_lists:
+                try:
+                    decoded_lists[key] = self.decode_class_indexes(listed)
+                except InvalidInput:
+                    raise BadRequest(
+                        f"record {number}: labels {listed!r:.40} are not class indexes of this label encoder "
+                        f"(whole numbers from 0 to {len(self.predictor.labels) - 1})"
+                    ) from None
+            decoded.append({**record, "predicted_label": label, "labels": decoded_lists[key]})
+        return decoded
+
+    def decode_class_indexes(self, indexes: list) -> list:
+        """Class names for class indexes (ints, or floats such as XGBoost's 2.0); InvalidInput names the bad one."""
+        try:
+            records = np.array(indexes, dtype=np.float64).reshape(len(indexes), 1)
+        except (TypeError, ValueError):
+            number, bad = next((i, v) for i, v in enumerate(indexes, start=1) if not isinstance(v, int | float))
+            raise InvalidInput(f"record {number}: {bad!r:.40} is not a class index (a whole number)") from None
+        return self.predictor.predict(records).values.tolist()
 
     def check_records(self, records: np.ndarray) -> None:
         p = self.predictor
@@ -157,7 +236,7 @@ class InferenceService:
                 if self.allowed_keys is not None and not set(requested) <= set(self.allowed_keys):
                     raise BadRequest(
                         f"inference_output {','.join(requested)}: this {self._model_kind()} supports "
-                        f"{', '.join(self.allowed_keys)}"
+                        f"{self._supported_keys_phrase()}"
                     )
                 keys = requested
         if not content_type:

@@ -18,6 +18,7 @@ from modelcrate.errors import StartupError
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.logs import configure_logging
 from modelcrate.serving.metrics import SharedMetrics
+from modelcrate.serving.model_table import ModelTable
 
 log = logging.getLogger("modelcrate.serving")
 
@@ -39,14 +40,16 @@ def _thread_environment(config: ServingConfig) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _worker_main(config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int) -> int:
+def _worker_main(
+    config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int, table: ModelTable | None
+) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     _thread_environment(config)
     try:
         from modelcrate.serving.worker import run_worker
 
-        run_worker(config, sock, shared, slot)
+        run_worker(config, sock, shared, slot, table)
         return 0
     except StartupError as exc:
         log.error(f"cannot start: {exc}", extra={"worker": slot})
@@ -59,6 +62,7 @@ class Supervisor:
     def __init__(self, config: ServingConfig):
         self.config = config
         self.shared = SharedMetrics(config.workers)
+        self.models: ModelTable | None = None
         self.children: dict[int, int] = {}  # pid -> slot
         self.start_failures = [0] * config.workers
         self.stopping = False
@@ -69,7 +73,7 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                code = _worker_main(self.config, self.sock, self.shared, slot)
+                code = _worker_main(self.config, self.sock, self.shared, slot, self.models)
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -87,14 +91,14 @@ class Supervisor:
         self.sock.setblocking(False)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        log.info(
-            "serving",
-            extra={
-                "port": self.config.port,
-                "workers": self.config.workers,
-                "model_dir": str(self.config.model_dir),
-            },
+        # A multi-model endpoint's loaded models, shared by the workers: created before they are forked.
+        self.models = ModelTable() if self.config.multi_model else None
+        where = (
+            {"multi_model_root": str(self.config.multi_model_root)}
+            if self.config.multi_model
+            else {"model_dir": str(self.config.model_dir)}
         )
+        log.info("serving", extra={"port": self.config.port, "workers": self.config.workers, **where})
         for slot in range(self.config.workers):
             self.spawn(slot)
         exit_code = 0
@@ -107,6 +111,8 @@ class Supervisor:
         self.stopping = True
         self._wait_for_children()
         self.sock.close()
+        if self.models is not None:
+            self.models.remove()
         return exit_code
 
     def _reap_and_replace(self) -> bool:

@@ -15,12 +15,15 @@ import os
 import signal
 import socket
 import time
+from urllib.parse import unquote
 
 import httptools
 
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.errors import HttpError
 from modelcrate.serving.metrics import ROUTE_INDEX, SharedMetrics, WorkerMetrics
+from modelcrate.serving.model_table import ModelTable
+from modelcrate.serving.multi_model import PRELOAD_SECONDS, MultiModelHost
 from modelcrate.serving.service import InferenceService
 
 log = logging.getLogger("modelcrate.serving")
@@ -33,11 +36,13 @@ _REASONS = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     406: b"Not Acceptable",
+    409: b"Conflict",
     413: b"Payload Too Large",
     415: b"Unsupported Media Type",
     500: b"Internal Server Error",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
+    507: b"Insufficient Storage",
 }
 _PATHS = {
     b"/invocations": "/invocations",
@@ -131,9 +136,17 @@ class HttpConnection(asyncio.Protocol):
 
 
 class WorkerServer:
-    def __init__(self, config: ServingConfig, service: InferenceService, shared: SharedMetrics, slot: int):
+    def __init__(
+        self,
+        config: ServingConfig,
+        service: InferenceService | None,
+        shared: SharedMetrics,
+        slot: int,
+        models: MultiModelHost | None = None,
+    ):
         self.config = config
-        self.service = service
+        self.service = service  # None on a multi-model endpoint, whose models are in ``models``
+        self.models = models
         self.shared = shared
         self.metrics: WorkerMetrics = shared.slot(slot)
         self.max_payload = config.max_payload_bytes
@@ -160,15 +173,25 @@ class WorkerServer:
 
     def dispatch(self, conn: HttpConnection, method: bytes, url: bytes, headers: dict, body: bytes) -> None:
         started = time.perf_counter()
-        route = _PATHS.get(url.split(b"?", 1)[0], "other")
+        path, _, query = url.partition(b"?")
+        route = _PATHS.get(path, "other")
+        if self.models is not None and (path == b"/models" or path.startswith(b"/models/")):
+            route = "/models/{name}/invoke" if path.endswith(b"/invoke") else "/models"
         content_type = TEXT
         if route == "/invocations":
             if method != b"POST":
                 status, payload = 405, b"use POST /invocations\n"
             elif conn.too_large:
                 status, payload = 413, self._too_large_message()
+            elif self.service is None:
+                status, payload = 404, b"this is a multi-model endpoint: POST /models/<name>/invoke\n"
             else:
-                status, payload, content_type = self.invoke(headers, body)
+                status, payload, content_type = self.invoke(self.service, headers, body)
+        elif route.startswith("/models"):
+            if conn.too_large:
+                status, payload = 413, self._too_large_message()
+            else:
+                status, payload, content_type = self.models_request(method, path, query, headers, body)
         elif route == "other":
             status, payload = (
                 404,
@@ -187,7 +210,28 @@ class WorkerServer:
         conn.respond(status, payload, content_type, keep_alive=not self.draining and conn.parser.should_keep_alive())
         self.metrics.observe(ROUTE_INDEX[route], status, time.perf_counter() - started)
 
-    def invoke(self, headers: dict, body: bytes) -> tuple[int, bytes, str]:
+    def models_request(
+        self, method: bytes, path: bytes, query: bytes, headers: dict, body: bytes
+    ) -> tuple[int, bytes, str]:
+        """A multi-model endpoint's /models API; ``/models/<name>/invoke`` as /invocations for that model."""
+        shown_path = path.decode("latin-1")
+        try:
+            segments = path.split(b"/")
+            if len(segments) == 4 and segments[3] == b"invoke":
+                if method != b"POST":
+                    return 405, b"use POST /models/<name>/invoke\n", TEXT
+                service = self.models.service(unquote(segments[2].decode("utf-8", "replace")))
+                return self.invoke(service, headers, body)
+            status, payload = self.models.manage(method, path, query, body)
+            return status, payload, "application/json"
+        except HttpError as exc:
+            log.info("request refused", extra={"status": exc.status, "reason": exc.message, "path": shown_path})
+            return exc.status, exc.message.encode() + b"\n", TEXT
+        except Exception:
+            log.exception("models request failed", extra={"path": shown_path})
+            return 500, b"internal error while managing models; the container log has the details\n", TEXT
+
+    def invoke(self, service: InferenceService, headers: dict, body: bytes) -> tuple[int, bytes, str]:
         content_type = headers.get(b"content-type")
         accept = headers.get(b"accept")
         attributes = headers.get(b"x-amzn-sagemaker-custom-attributes")
@@ -197,7 +241,7 @@ class WorkerServer:
         self.in_request = True
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
         try:
-            payload, response_type = self.service.invoke(
+            payload, response_type = service.invoke(
                 body,
                 content_type.decode("latin-1") if content_type else None,
                 accept.decode("latin-1") if accept else None,
@@ -262,24 +306,40 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run_worker(config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int) -> None:
-    """Load the model and serve until SIGTERM; returns when drained."""
-    service = InferenceService.load(config)
-    service.warm_up()
+def _keep_models_in_step(loop: asyncio.AbstractEventLoop, server: WorkerServer) -> None:
+    """Every PRELOAD_SECONDS: load the models other workers loaded, drop those they unloaded."""
+    if server.draining:
+        return
+    try:
+        server.models.preload()
+    except Exception:
+        log.exception("cannot read the table of loaded models")
+    loop.call_later(PRELOAD_SECONDS, _keep_models_in_step, loop, server)
+
+
+def run_worker(
+    config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int, table: ModelTable | None = None
+) -> None:
+    """Load the model (none yet on a multi-model endpoint) and serve until SIGTERM; returns when drained."""
+    if config.multi_model:
+        service, models = None, MultiModelHost(config, table)
+    else:
+        service, models = InferenceService.load(config), None
+        service.warm_up()
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
-    server = WorkerServer(config, service, shared, slot)
+    server = WorkerServer(config, service, shared, slot, models)
     server.listener = loop.run_until_complete(
         loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=2048)
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.begin_drain)
     signal.signal(signal.SIGALRM, server.on_alarm)
+    if models is not None:
+        _keep_models_in_step(loop, server)
     server.metrics.set_ready(True)
-    log.info(
-        "worker ready",
-        extra={"worker": slot, **service.predictor.describe()} if service.predictor else {"worker": slot},
-    )
+    described = service.predictor.describe() if service and service.predictor else {}
+    log.info("worker ready", extra={"worker": slot, "multi_model": config.multi_model, **described})
     try:
         loop.run_forever()
     finally:

@@ -84,6 +84,12 @@ class TransformJob(_Shape):
     Tags: list[dict] | None = None
 
     @model_validator(mode="after")
+    def _within_limits(self) -> TransformJob:
+        if self.MaxConcurrentTransforms and self.MaxPayloadInMB:  # caught before any server starts
+            check_limits(self.MaxConcurrentTransforms, self.MaxPayloadInMB)
+        return self
+
+    @model_validator(mode="after")
     def _join_rules(self) -> TransformJob:
         if self.DataProcessing.JoinSource == "Input":
             if (self.TransformInput.ContentType or None) != (self.TransformOutput.Accept or None):
@@ -136,7 +142,11 @@ def resolve_parameters(job: TransformJob, container: dict | None) -> dict:
             resolved[name] = container_value
         else:
             resolved[name] = DEFAULT_PARAMETERS[name]
-    concurrency, payload = resolved["MaxConcurrentTransforms"], resolved["MaxPayloadInMB"]
+    check_limits(resolved["MaxConcurrentTransforms"], resolved["MaxPayloadInMB"])
+    return resolved
+
+
+def check_limits(concurrency: int, payload: int) -> None:
     if concurrency < 1:
         raise JobError(f"MaxConcurrentTransforms={concurrency} must be at least 1")
     if not 0 <= payload <= MAX_PAYLOAD_MB:
@@ -146,4 +156,3 @@ def resolve_parameters(job: TransformJob, container: dict | None) -> dict:
             f"MaxConcurrentTransforms ({concurrency}) x MaxPayloadInMB ({payload}) = {concurrency * payload} "
             f"exceeds {MAX_PAYLOAD_MB}; lower one of them"
         )
-    return resolved

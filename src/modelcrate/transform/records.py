@@ -206,6 +206,19 @@ class Processor:
 
         return batches()
 
+    def batch_ends(self, data: bytes) -> list[int] | None:
+        """Where each request of the plain-lines case ends in the object (byte offsets), or None when records
+        must be read one by one. Packing restarted at any of these offsets yields the same requests, so an
+        object can be cut there and transformed in pieces with identical output."""
+        fast = self._fast_line_batches(data)
+        if fast is None:
+            return None
+        ends, position = [], 0
+        for batch in fast:
+            position += len(batch.body)
+            ends.append(position)
+        return ends
+
     def batches(self, data: bytes) -> Iterator[Batch]:
         """The requests for one (decompressed) object, in order; files are never combined."""
         fast = self._fast_line_batches(data)

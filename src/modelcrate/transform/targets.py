@@ -76,9 +76,10 @@ def running_target(
         ports = []
         for _ in range(instances):
             if target.kind == "pipeline":
-                from modelcrate.pipeline import load_definition, running_pipeline
+                from modelcrate.pipeline import running_pipeline
 
-                endpoint = stack.enter_context(running_pipeline(load_definition(Path(target.location)), extra_env=env))
+                pipeline = running_pipeline(target.location, workers=workers, extra_env=env, invocation_timeout=timeout)
+                endpoint = stack.enter_context(pipeline)
             else:
                 image = _image_of_project(target.location) if target.kind == "project" else None
                 spec = (

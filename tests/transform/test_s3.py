@@ -1,0 +1,116 @@
+"""s3:// inputs and outputs through boto3, against moto's S3 server on 127.0.0.1 (S3 is an AWS service)."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import free_port
+from tests.transform.conftest import transform
+
+MOTO = str(Path(sys.executable).with_name("moto_server"))
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    port = free_port()
+    server = subprocess.Popen(
+        [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.2)
+    yield env, client
+    server.terminate()
+    server.wait(10)
+
+
+def test_s3_prefix_in_s3_out_with_nested_keys_gzip_and_resume(s3_env, sample_model, abalone_rows, tmp_path):
+    env, s3 = s3_env
+    model = sample_model("xgboost", "json", "classification")
+    s3.create_bucket(Bucket="data")
+    rows = [r + "\n" for r in abalone_rows[:400]]
+    s3.put_object(Bucket="data", Key="batch/in/part-1.csv.gz", Body=gzip.compress("".join(rows[:200]).encode()))
+    s3.put_object(Bucket="data", Key="batch/in/day=2/part-2.csv.gz", Body=gzip.compress("".join(rows[200:]).encode()))
+    s3.put_object(Bucket="data", Key="batch/other/ignored.csv.gz", Body=b"not under the prefix")
+    args = [
+        "--input",
+        "s3://data/batch/in/",
+        "--output",
+        "s3://data/batch/out",
+        "--content-type",
+        "text/csv",
+        "--split-type",
+        "Line",
+        "--compression",
+        "Gzip",
+        "--accept",
+        "text/csv",
+    ]
+
+    run = transform(model, *args, env=env)
+    assert run.returncode == 0, run.stderr
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="batch/out/")["Contents"])
+    assert keys == ["batch/out/day=2/part-2.csv.gz.out", "batch/out/part-1.csv.gz.out"]
+
+    # The same rows from a local file give the same bytes.
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "part-1.csv").write_text("".join(rows[:200]))
+    local = transform(
+        model,
+        "--input",
+        tmp_path / "in",
+        "--output",
+        tmp_path / "out",
+        "--content-type",
+        "text/csv",
+        "--split-type",
+        "Line",
+        "--accept",
+        "text/csv",
+    )
+    assert local.returncode == 0, local.stderr
+    remote = s3.get_object(Bucket="data", Key="batch/out/part-1.csv.gz.out")["Body"].read()
+    assert remote == (tmp_path / "out" / "part-1.csv.out").read_bytes()
+
+    again = transform(model, *args, "--resume", env=env)
+    assert again.returncode == 0, again.stderr
+    assert {f["Status"] for f in again.summary["Files"]} == {"Skipped"}
+
+
+def test_a_missing_bucket_is_a_clear_error(s3_env, sample_model):
+    env, _ = s3_env
+    run = transform(
+        sample_model("xgboost", "json", "classification"),
+        "--input",
+        "s3://no-such-bucket/in/",
+        "--output",
+        "s3://no-such-bucket/out/",
+        "--content-type",
+        "text/csv",
+        env=env,
+    )
+    assert run.returncode == 2
+    assert "cannot list s3://no-such-bucket/in/" in run.stderr and "NoSuchBucket" in run.stderr
