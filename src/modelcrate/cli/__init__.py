@@ -173,7 +173,7 @@ def init(
     sample_task: Annotated[
         str | None, typer.Option(help="For --model-source sample: regression or classification.")
     ] = None,
-    registry_package: Annotated[str | None, typer.Option(help="For --model-source registry: group/version.")] = None,
+    registry_package: Annotated[str | None, typer.Option(help="--model-source registry: GROUP or GROUP/N.")] = None,
     include_tests: Annotated[bool | None, typer.Option("--include-tests/--no-tests", help="Generate test/.")] = None,
     deploy_target: Annotated[str | None, typer.Option(help="sagemaker or codebuild.")] = None,
     instance_type: Annotated[str | None, typer.Option(help="cpu, gpu or ml.<family>.<size>.")] = None,
@@ -250,6 +250,8 @@ def build(
 
     try:
         loaded = Project.load(project)
+        if loaded.options.model_source == "registry":
+            _model_from_registry(loaded)
         if context_only:
             err.print(f"[green]placed[/] {place_runtime_wheel(project)}")
             return
@@ -261,6 +263,20 @@ def build(
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"[green]built[/] {image}. Next: modelcrate test-image {project}")
+
+
+def _model_from_registry(project) -> None:
+    """Resolve the project's registry package (GROUP: its latest Approved version; GROUP/N: that version,
+    which must be Approved) into the project's model/ directory, checked against its sha256."""
+    from modelcrate.registry.artifacts import ArtifactError
+    from modelcrate.registry.service import Registry, RegistryError
+
+    try:
+        arn = Registry().export_model(project.options.registry_package, project.path / "model")
+    except (RegistryError, ArtifactError) as exc:
+        err.print(f"[red]error:[/] registry package {project.options.registry_package}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    err.print(f"model: registry package {arn}")
 
 
 @app.command("test-image")
@@ -328,4 +344,5 @@ def run(
 
 # Larger command groups live in their own modules and register on `app` when imported.
 from modelcrate.cli import pipeline as _pipeline  # noqa: E402, F401
+from modelcrate.cli import registry as _registry  # noqa: E402, F401
 from modelcrate.cli import transform as _transform  # noqa: E402, F401

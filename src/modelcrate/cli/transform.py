@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +12,8 @@ from typing import Annotated
 import typer
 
 from modelcrate.cli import app, err
+
+REGISTRY_PREFIX = "registry:"
 
 
 class Engine(str, Enum):
@@ -61,11 +65,32 @@ def _job_from(job_file: Path | None, flags: dict, environment: list[str]):  # ->
     return TransformJob.parse(data, str(job_file) if job_file else "the flags")
 
 
+def _package_target(target: str, scratch: Path):
+    """``registry:GROUP/N`` (or ``registry:GROUP``, its latest Approved version): the package's own containers."""
+    from modelcrate.registry.artifacts import ArtifactError
+    from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.registry.validation import package_target
+    from modelcrate.transform.targets import TargetError
+
+    identifier = target[len(REGISTRY_PREFIX) :]
+    try:
+        registry = Registry()
+        arn = identifier if "/" in identifier else registry.latest_approved(identifier)
+        resolved, how = package_target(registry, arn, scratch)
+    except (RegistryError, ArtifactError) as exc:
+        raise TargetError(f"{target}: {exc}") from None
+    err.print(f"{arn}: {how}", highlight=False)
+    return resolved
+
+
 @app.command()
 def transform(
     target: Annotated[
         str,
-        typer.Argument(help="Model directory, project directory, image reference, or pipeline definition (.json)."),
+        typer.Argument(
+            help="Model directory, project directory, image reference, pipeline definition (.json), or a "
+            "registry package: registry:GROUP/N (registry:GROUP: its latest Approved version)."
+        ),
     ],
     job_file: Annotated[
         Path | None, typer.Option("--job", help="CreateTransformJob JSON; the flags below override its fields.")
@@ -120,11 +145,14 @@ def transform(
 
     flags = dict(locals())
     flags.update(input=input_uri, output=output_uri)
+    stack = ExitStack()
     try:
         job = _job_from(job_file, flags, env)
         if not job_file and not input_uri:
             raise JobError("give the job as --job job.json, or at least --input and --output")
-        resolved = resolve_target(target)
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelcrate-transform-"))
+        resolved = _package_target(target, Path(scratch)) if target.startswith(REGISTRY_PREFIX) else None
+        resolved = resolved or resolve_target(target)
         items = list_inputs(job)
         total = sum(i.size for i in items) if job.TransformInput.CompressionType == "None" else None
         columns = (
@@ -155,6 +183,8 @@ def transform(
     except (JobError, TargetError, StorageError, ServerError, PipelineDefinitionError, PipelineError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    finally:
+        stack.close()
     report = summary.as_dict()
     if summary_json:
         summary_json.write_text(json.dumps(report, indent=2) + "\n")

@@ -106,7 +106,9 @@ class ProjectOptions(BaseModel):
                     f"of a known format, not {self.model_format}"
                 )
         if self.model_source == "registry" and not self.registry_package:
-            raise ValueError("model_source registry needs registry_package (group/version)")
+            raise ValueError(
+                "model_source registry needs registry_package: GROUP (its latest Approved version) or GROUP/N"
+            )
         return self
 
     @property

@@ -21,6 +21,8 @@ class TargetError(ValueError):
 class Target:
     kind: str  # "model", "image", "project" or "pipeline"
     location: str
+    model_dir: str | None = None  # an image's /opt/ml/model, as SageMaker unpacks ModelDataUrl there
+    env: tuple[tuple[str, str], ...] = ()  # the container's own Environment (the job's wins)
 
     def describe(self) -> str:
         return f"{self.kind} {self.location}"
@@ -82,10 +84,15 @@ def running_target(
                 endpoint = stack.enter_context(pipeline)
             else:
                 image = _image_of_project(target.location) if target.kind == "project" else None
+                container_env = {**dict(target.env), **env}
                 spec = (
-                    ServerSpec(model_dir=Path(target.location), env=env)
+                    ServerSpec(model_dir=Path(target.location), env=container_env)
                     if target.kind == "model"
-                    else ServerSpec(image=image or target.location, env=env)
+                    else ServerSpec(
+                        image=image or target.location,
+                        model_dir=Path(target.model_dir) if target.model_dir else None,
+                        env=container_env,
+                    )
                 )
                 endpoint = stack.enter_context(running_server(spec, workers=workers))
             ports.append(endpoint.port)

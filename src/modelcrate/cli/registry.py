@@ -1,0 +1,279 @@
+"""``modelcrate registry``: the AWS CLI's model registry commands, names and shapes, on a local registry.
+
+Every operation takes its request's fields as flags (``--model-package-group-name NAME``; structures and
+lists as JSON, or ``file://request.json``), or the whole request with ``--cli-input-json``; prints
+``--generate-cli-skeleton``; and answers with the AWS response's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+import typing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelcrate.cli import app, err
+
+registry_app = typer.Typer(
+    help="A model registry that speaks SageMaker: package groups, versioned packages, approval, validation, "
+    "history. SQLite under ~/.local/share/modelcrate (MODELCRATE_HOME) or MODELCRATE_DATABASE_URL; artifacts "
+    "in MODELCRATE_ARTIFACT_STORE (a directory or s3://bucket/prefix).",
+    no_args_is_help=True,
+)
+app.add_typer(registry_app, name="registry")
+
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
+
+
+def _json_value(raw: str, flag: str):
+    text = raw
+    if raw.startswith("file://"):
+        try:
+            text = Path(raw[len("file://") :]).read_text()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {raw}: {exc.strerror}", param_hint=flag) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=flag) from None
+
+
+def _scalar_type(shape, name: str) -> type | None:
+    """int or bool when the field holds one (flags arrive as text; the shapes are strict)."""
+    if shape is None:
+        return None
+    annotation = shape.model_fields[name].annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if candidate in (bool, int):
+            return candidate
+    return None
+
+
+def _scalar(raw: str, kind: type | None, flag: str):
+    if kind is bool:
+        if raw.lower() not in ("true", "false"):
+            raise typer.BadParameter(f"{raw!r}: write true or false (or the flag alone for true)", param_hint=flag)
+        return raw.lower() == "true"
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise typer.BadParameter(f"{raw!r} is not a whole number", param_hint=flag) from None
+    return raw
+
+
+def _request_from(args: list[str], shape, fields: list[str], operation: str) -> dict | None:
+    """The request from ``--cli-input-json`` and the field flags (which win); None for the skeleton."""
+    by_flag = {f"--{_kebab(name)}": name for name in fields}
+    request: dict = {}
+    flags: dict = {}
+    position = 0
+    while position < len(args):
+        flag = args[position]
+        values = []
+        position += 1
+        while position < len(args) and not args[position].startswith("--"):
+            values.append(args[position])
+            position += 1
+        if flag == "--generate-cli-skeleton":
+            return None
+        if flag == "--cli-input-json":
+            if len(values) != 1:
+                raise typer.BadParameter("give one JSON document or file://PATH", param_hint=flag)
+            loaded = _json_value(values[0], flag)
+            if not isinstance(loaded, dict):
+                raise typer.BadParameter("must be a JSON object", param_hint=flag)
+            request.update(loaded)
+            continue
+        name = by_flag.get(flag.split("=", 1)[0])
+        if name is None:
+            known = ", ".join(sorted(by_flag))
+            raise typer.BadParameter(f"{operation} has no option {flag}; its options: {known}", param_hint=flag)
+        if "=" in flag:
+            values.insert(0, flag.split("=", 1)[1])
+        if not values:
+            flags[name] = True  # --certify-for-marketplace
+        elif len(values) > 1:
+            flags[name] = values  # --customer-metadata-properties-to-remove a b c
+        else:
+            value = values[0]
+            if value.startswith(("{", "[", "file://")):
+                flags[name] = _json_value(value, flag)
+            else:
+                flags[name] = _scalar(value, _scalar_type(shape, name), flag)
+    request.update(flags)
+    return request
+
+
+def _operation(command: str, shape_name: str | None, call: str, identifier: str | None = None, summary: str = ""):
+    """Register ``modelcrate registry COMMAND``: parse the request, call the service, print its answer."""
+    operation = "".join(part.capitalize() for part in command.split("-"))
+
+    def run(ctx: typer.Context) -> None:
+        from modelcrate.registry import shapes
+        from modelcrate.registry.service import Registry, RegistryError
+
+        shape = getattr(shapes, shape_name) if shape_name else None
+        fields = list(shape.model_fields) if shape else [identifier]
+        request = _request_from(ctx.args, shape, fields, operation)
+        if request is None:
+            skeleton = shapes.skeleton(shape) if shape else {identifier: ""}
+            print(json.dumps(skeleton, indent=4))
+            return
+        try:
+            registry = Registry()
+            method = getattr(registry, call)
+            if shape is None:
+                if not request.get(identifier):
+                    raise RegistryError(f"--{_kebab(identifier)} is required")
+                answer = method(request[identifier])
+            else:
+                answer = method(request)
+        except RegistryError as exc:
+            err.print(f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}", highlight=False)
+            raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
+        print(json.dumps(answer, indent=4, default=str))
+
+    flags = f"--{_kebab(identifier)} VALUE" if identifier else "the request's fields as --kebab-case flags"
+    run.__doc__ = (
+        f"{summary}\n\nAs `aws sagemaker {command}`: {flags}, --cli-input-json JSON|file://PATH, "
+        "--generate-cli-skeleton. Prints the AWS response as JSON."
+    )
+    registry_app.command(command, context_settings=EXTRA_ARGS)(run)
+
+
+def _register_operations() -> None:
+    for command, shape, call, identifier, summary in (
+        (
+            "create-model-package-group",
+            "CreateModelPackageGroupInput",
+            "create_model_package_group",
+            None,
+            "Create a group that versions its packages 1, 2, 3...",
+        ),
+        (
+            "describe-model-package-group",
+            None,
+            "describe_model_package_group",
+            "ModelPackageGroupName",
+            "Describe a group.",
+        ),
+        (
+            "list-model-package-groups",
+            "ListModelPackageGroupsInput",
+            "list_model_package_groups",
+            None,
+            "List groups (NameContains, CreationTimeAfter/Before, SortBy, SortOrder, MaxResults, NextToken).",
+        ),
+        (
+            "delete-model-package-group",
+            None,
+            "delete_model_package_group",
+            "ModelPackageGroupName",
+            "Delete an empty group.",
+        ),
+        (
+            "create-model-package",
+            "CreateModelPackageInput",
+            "create_model_package",
+            None,
+            "Register a package: the model is stored with its sha256, then validated when it has a ValidationProfile.",
+        ),
+        (
+            "describe-model-package",
+            None,
+            "describe_model_package",
+            "ModelPackageName",
+            "Describe a package (GROUP/VERSION, its ARN, or an unversioned package's name).",
+        ),
+        (
+            "list-model-packages",
+            "ListModelPackagesInput",
+            "list_model_packages",
+            None,
+            "List packages (filters, sorting and pagination as AWS).",
+        ),
+        (
+            "update-model-package",
+            "UpdateModelPackageInput",
+            "update_model_package",
+            None,
+            "Approve or reject (with --approval-description as the reason), set metadata, lifecycle...",
+        ),
+        ("delete-model-package", None, "delete_model_package", "ModelPackageName", "Delete a package."),
+        (
+            "history",
+            None,
+            "history",
+            "ModelPackageName",
+            "Every status and lifecycle change of a package: who, when, from, to, why.",
+        ),
+    ):
+        _operation(command, shape, call, identifier, summary)
+
+
+_register_operations()
+
+
+@registry_app.command()
+def register(
+    source: Annotated[Path, typer.Argument(help="A model directory, or a project made by modelcrate init.")],
+    group: Annotated[str, typer.Option(help="Model package group (created when missing).")],
+    description: Annotated[str | None, typer.Option(help="ModelPackageDescription.")] = None,
+    approval_status: Annotated[
+        str | None, typer.Option(help="Approved, Rejected or PendingManualApproval (the default).")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Inference image (default: the project's image).")] = None,
+    validation_input: Annotated[
+        str | None,
+        typer.Option(help="CSV data (path, file:// or s3://) to validate the package on, as a transform job."),
+    ] = None,
+) -> None:
+    """Package a model directory or a project's model and register it as the next version of a group.
+
+    Fills the inference specification (image, framework and version, content types) from the project and the
+    model's modelcrate.json, and attaches the training metrics recorded with the model as
+    CustomerMetadataProperties. Example: modelcrate registry register my-project/ --group abalone
+    """
+    from modelcrate.registry.register import registration_request
+    from modelcrate.registry.service import Registry, RegistryError
+
+    try:
+        registry = Registry()
+        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
+            request = registration_request(
+                source, group, description, approval_status, image, validation_input, scratch=Path(scratch)
+            )
+            if group not in {g["ModelPackageGroupName"] for g in _all_groups(registry)}:
+                registry.create_model_package_group({"ModelPackageGroupName": group})
+            answer = registry.create_model_package(request)
+        described = registry.describe_model_package(answer["ModelPackageArn"])
+    except RegistryError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
+    print(json.dumps(answer, indent=4))
+    err.print(
+        f"[green]registered[/] {group} version {described['ModelPackageVersion']} "
+        f"({described['ModelApprovalStatus']}, {described['ModelPackageStatus']})"
+    )
+    if described["ModelPackageStatus"] == "Failed":
+        sys.exit(1)
+
+
+def _all_groups(registry) -> list[dict]:
+    groups, token = [], None
+    while True:
+        page = registry.list_model_package_groups({**({"NextToken": token} if token else {}), "MaxResults": 100})
+        groups += page["ModelPackageGroupSummaryList"]
+        token = page.get("NextToken")
+        if not token:
+            return groups

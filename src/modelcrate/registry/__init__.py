@@ -1,0 +1,1 @@
+"""A model registry in SageMaker's shapes: package groups, versioned packages, approval, validation, history."""

@@ -1,0 +1,184 @@
+"""Model artifacts (``model.tar.gz``) by content: stored once under their sha256, checked on every read.
+
+The store is a local directory or ``s3://bucket/prefix``. An artifact is written whole or not at all (a
+temporary file renamed into place; one S3 upload), under ``sha256/<digest>/model.tar.gz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+CHUNK = 1024 * 1024
+
+
+class ArtifactError(RuntimeError):
+    """An artifact could not be stored or read; the message names it."""
+
+
+class ArtifactCorrupted(ArtifactError):
+    """The bytes read are not the bytes registered."""
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    sha256: str
+    uri: str
+    size: int
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pack_directory(directory: Path, into: Path) -> Path:
+    """``directory``'s files as a reproducible ``model.tar.gz`` (sorted names, no times or owners): the same
+    model always has the same sha256."""
+    target = into / "model.tar.gz"
+    with (
+        target.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(directory.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(directory).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if path.is_file():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return target
+
+
+def _s3():
+    import boto3
+
+    return boto3.client("s3")  # honours AWS_ENDPOINT_URL
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def local_path(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
+
+
+def fetch_source(url: str, into: Path) -> Path:
+    """A ModelDataUrl (a ``.tar.gz``, locally, ``file://`` or ``s3://``) as a local file; downloads go into
+    ``into``."""
+    if url.startswith("s3://"):
+        bucket, key = _split_s3(url)
+        target = into / "model.tar.gz"
+        try:
+            _s3().download_file(bucket, key, str(target))
+        except Exception as exc:
+            raise ArtifactError(f"cannot download {url}: {exc}") from None
+        return target
+    path = local_path(url)
+    if not path.is_file():
+        raise ArtifactError(f"ModelDataUrl {url}: no such file")
+    return path
+
+
+class ArtifactStore:
+    def __init__(self, location: str):
+        self.location = location.rstrip("/")
+        self.is_s3 = self.location.startswith("s3://")
+
+    def _uri(self, sha256: str) -> str:
+        return f"{self.location}/sha256/{sha256}/model.tar.gz"
+
+    def uri_for(self, sha256: str) -> str:
+        return self._uri(sha256)
+
+    def put(self, source: Path, sha256: str) -> StoredArtifact:
+        """Store ``source`` (whose digest the caller computed) at its content address."""
+        uri, size = self._uri(sha256), source.stat().st_size
+        if self.is_s3:
+            bucket, key = _split_s3(uri)
+            try:
+                _s3().upload_file(str(source), bucket, key)
+            except Exception as exc:
+                raise ArtifactError(f"cannot store the artifact at {uri}: {exc}") from None
+            return StoredArtifact(sha256, uri, size)
+        target = Path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".incoming-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as f:
+                shutil.copyfileobj(f, out, CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return StoredArtifact(sha256, uri, size)
+
+    def read(self, uri: str, sha256: str) -> bytes:
+        """The artifact's bytes, refused unless their sha256 is the one registered."""
+        if self.is_s3 or uri.startswith("s3://"):
+            bucket, key = _split_s3(uri)
+            try:
+                data = _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except Exception as exc:
+                raise ArtifactError(f"cannot read the artifact {uri}: {exc}") from None
+        else:
+            try:
+                data = Path(uri).read_bytes()
+            except OSError as exc:
+                raise ArtifactError(f"cannot read the artifact {uri}: {exc.strerror}") from None
+        found = hashlib.sha256(data).hexdigest()
+        if found != sha256:
+            raise ArtifactCorrupted(
+                f"the artifact {uri} is corrupted: sha256 mismatch (registered {sha256}, read {found}); "
+                "restore it from a backup or register the model again"
+            )
+        return data
+
+    def unpack(self, uri: str, sha256: str, into: Path) -> Path:
+        """Verify, then unpack into ``into`` (refusing members that would land outside it)."""
+        data = self.read(uri, sha256)
+        into.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(into, filter="data")
+        return into
+
+    def delete(self, uri: str) -> None:
+        if self.is_s3:
+            bucket, key = _split_s3(uri)
+            _s3().delete_object(Bucket=bucket, Key=key)
+            return
+        path = Path(uri)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder of its digest, when empty
+            path.parent.rmdir()
+
+    def stored(self) -> set[str]:
+        """Every artifact URI in the store (for recovery checks and tests)."""
+        if self.is_s3:
+            bucket, prefix = _split_s3(self.location + "/sha256/")
+            found = set()
+            for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                found |= {f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])}
+            return found
+        root = Path(self.location) / "sha256"
+        return {str(p) for p in root.glob("*/model.tar.gz")} if root.is_dir() else set()

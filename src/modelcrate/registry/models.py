@@ -1,0 +1,90 @@
+"""The registry's tables (SQLAlchemy 2). Requests and descriptions are kept as SageMaker-shaped JSON; the
+columns are what the registry queries, constrains or changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PackageGroup(Base):
+    __tablename__ = "model_package_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str | None] = mapped_column(String(1024))
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(256))
+    # The last version handed out: incremented under the group row's lock, so numbers are never shared or reused.
+    last_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Package(Base):
+    __tablename__ = "model_packages"
+    __table_args__ = (UniqueConstraint("group_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("model_package_groups.id"), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(63), index=True)  # the group's name for versioned packages
+    unversioned_name: Mapped[str | None] = mapped_column(String(63), unique=True)
+    description: Mapped[dict] = mapped_column(JSON)  # the DescribeModelPackage answer, less the live fields
+    approval_status: Mapped[str | None] = mapped_column(String(32), index=True)
+    package_status: Mapped[str] = mapped_column(String(32))
+    client_token: Mapped[str | None] = mapped_column(String(36), unique=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_by: Mapped[str] = mapped_column(String(256))
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Artifact(Base):
+    """A model.tar.gz in the artifact store, by content; packages refer to it by its sha256."""
+
+    __tablename__ = "artifacts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uri: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class PackageArtifact(Base):
+    __tablename__ = "package_artifacts"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("model_packages.id", ondelete="CASCADE"), primary_key=True)
+    container_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"), index=True)
+
+
+class ArtifactClaim(Base):
+    """Written and committed before an artifact is stored; removed in the transaction that records the package.
+    A claim whose owner died marks an artifact that may have no package: recovery deletes it."""
+
+    __tablename__ = "artifact_claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(256))  # host:pid
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HistoryEntry(Base):
+    """Append-only: every change of approval status, lifecycle stage or package status."""
+
+    __tablename__ = "package_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("model_packages.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    who: Mapped[str] = mapped_column(String(256))
+    field: Mapped[str] = mapped_column(String(64))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)

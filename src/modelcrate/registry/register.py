@@ -1,0 +1,102 @@
+"""``registry register``: a model directory or a generated project as a CreateModelPackage request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import modelcrate
+from modelcrate.predictors.base import ModelMetadata
+from modelcrate.registry.artifacts import pack_directory
+from modelcrate.registry.db import registry_home
+from modelcrate.registry.service import RegistryError
+
+SAGEMAKER_FRAMEWORKS = {"sklearn": "SKLEARN", "xgboost": "XGBOOST", "tensorflow": "TENSORFLOW"}
+CONTENT_TYPES = ["text/csv", "application/json", "application/jsonlines", "application/x-npy"]
+RESPONSE_TYPES = ["application/json", "text/csv", "application/jsonlines"]
+DEFAULT_INSTANCE = "ml.m5.large"
+# A model directory registered without an image is served by this machine's runtime (validation says so).
+LOCAL_RUNTIME_IMAGE = f"modelcrate-local-runtime:{modelcrate.__version__}"
+
+
+def _model_and_image(source: Path, image: str | None) -> tuple[Path, str, str]:
+    """(model directory, image, instance type) of a project or a bare model directory."""
+    from modelcrate.scaffold.generate import PROJECT_FILE
+
+    if (source / PROJECT_FILE).is_file():
+        from modelcrate.containers.docker import Project
+
+        project = Project.load(source)
+        model_dir = source / "model"
+        if not model_dir.is_dir():
+            raise RegistryError(
+                f"project {source} bakes no model (model source {project.options.model_source}); register the "
+                "model directory itself"
+            )
+        from modelcrate.scaffold.options import INSTANCE_PRESETS
+
+        instance = INSTANCE_PRESETS.get(project.options.instance_type, project.options.instance_type)
+        return model_dir, image or project.image, instance
+    if not source.is_dir():
+        raise RegistryError(f"{source} is neither a model directory nor a project made by modelcrate init")
+    return source, image or LOCAL_RUNTIME_IMAGE, DEFAULT_INSTANCE
+
+
+def registration_request(
+    source: Path,
+    group: str,
+    description: str | None = None,
+    approval_status: str | None = None,
+    image: str | None = None,
+    validation_input: str | None = None,
+    *,
+    scratch: Path,
+) -> dict:
+    """The CreateModelPackage request; the model is packed as ``scratch/model.tar.gz``, which must outlive the
+    registration."""
+    model_dir, image, instance = _model_and_image(Path(source), image)
+    metadata = ModelMetadata.read(model_dir)
+    container: dict = {"Image": image, "ModelDataUrl": str(pack_directory(model_dir, scratch))}
+    if metadata.framework in SAGEMAKER_FRAMEWORKS:
+        container["Framework"] = SAGEMAKER_FRAMEWORKS[metadata.framework]
+    if metadata.framework_version:
+        container["FrameworkVersion"] = metadata.framework_version
+    request: dict = {
+        "ModelPackageGroupName": group,
+        "InferenceSpecification": {
+            "Containers": [container],
+            "SupportedContentTypes": CONTENT_TYPES,
+            "SupportedResponseMIMETypes": RESPONSE_TYPES,
+            "SupportedTransformInstanceTypes": [instance],
+            "SupportedRealtimeInferenceInstanceTypes": [instance],
+        },
+        "CustomerMetadataProperties": {
+            **{f"training.{name}": str(value) for name, value in metadata.metrics.items()},
+            **({"task": metadata.task} if metadata.task else {}),
+        },
+    }
+    if not request["CustomerMetadataProperties"]:
+        del request["CustomerMetadataProperties"]
+    if description:
+        request["ModelPackageDescription"] = description
+    if approval_status:
+        request["ModelApprovalStatus"] = approval_status
+    if validation_input:
+        output = registry_home() / "validation-output" / group
+        request["ValidationSpecification"] = {
+            "ValidationRole": "arn:aws:iam::000000000000:role/modelcrate-local-validation",
+            "ValidationProfiles": [
+                {
+                    "ProfileName": "validation",
+                    "TransformJobDefinition": {
+                        "TransformInput": {
+                            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": validation_input}},
+                            "ContentType": "text/csv",
+                            "SplitType": "Line",
+                        },
+                        "TransformOutput": {"S3OutputPath": str(output), "Accept": "text/csv"},
+                        "TransformResources": {"InstanceType": instance, "InstanceCount": 1},
+                    },
+                }
+            ],
+        }
+    return request

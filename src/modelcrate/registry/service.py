@@ -1,0 +1,636 @@
+"""The registry's operations, with SageMaker's names, request shapes and response shapes.
+
+The command line and the web console are thin layers over these functions: every rule (validation, version
+numbers, idempotency, approval, history) lives here once.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelcrate.registry import shapes
+from modelcrate.registry.artifacts import ArtifactStore, fetch_source, file_digest
+from modelcrate.registry.db import artifact_store_location, open_engine
+from modelcrate.registry.models import (
+    Artifact,
+    ArtifactClaim,
+    HistoryEntry,
+    Package,
+    PackageArtifact,
+    PackageGroup,
+)
+
+ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:"  # SageMaker's ARN shape; region "local", a zero account
+DEFAULT_PAGE = 100
+PENDING = "PendingManualApproval"
+
+
+class RegistryError(RuntimeError):
+    """A request the registry refuses; ``code`` is the AWS error code it corresponds to."""
+
+    code = "ValidationException"
+
+
+class NotFound(RegistryError):
+    code = "ResourceNotFound"
+
+
+class Conflict(RegistryError):
+    code = "ConflictException"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_user() -> str:
+    """Who is acting, for the history: ``MODELCRATE_USER``, else the login name."""
+    return os.environ.get("MODELCRATE_USER") or getpass.getuser()
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _parse(model, request: dict, source: str):
+    try:
+        return shapes.to_request(shapes.parse(model, request, source))
+    except shapes.ShapeError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise RegistryError("NextToken is not a token this registry handed out; start again without it")
+
+
+def _utc(value) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def group_arn(name: str) -> str:
+    return f"{ARN_PREFIX}model-package-group/{name}"
+
+
+def package_arn(package: Package) -> str:
+    suffix = f"{package.name}/{package.version}" if package.version is not None else package.name
+    return f"{ARN_PREFIX}model-package/{suffix}"
+
+
+def _group_name(identifier: str) -> str:
+    return identifier.rsplit("model-package-group/", 1)[-1]
+
+
+class Registry:
+    def __init__(self, engine: Engine | None = None, store: ArtifactStore | None = None, who: str | None = None):
+        self.engine = engine or open_engine()
+        self.store = store or ArtifactStore(artifact_store_location())
+        self.who = who or current_user()
+        self.recover()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # ---------------------------------------------------------------- groups
+
+    def create_model_package_group(self, request: dict) -> dict:
+        data = _parse(shapes.CreateModelPackageGroupInput, request, "CreateModelPackageGroup")
+        name = data["ModelPackageGroupName"]
+        try:
+            with self._session() as session:
+                session.add(
+                    PackageGroup(
+                        name=name,
+                        description=data.get("ModelPackageGroupDescription"),
+                        tags=data.get("Tags", []),
+                        created_at=now(),
+                        created_by=self.who,
+                        last_version=0,
+                    )
+                )
+        except IntegrityError:
+            raise Conflict(f"model package group {name} already exists") from None
+        return {"ModelPackageGroupArn": group_arn(name)}
+
+    def _group(self, session: Session, identifier: str) -> PackageGroup:
+        name = _group_name(identifier)
+        group = session.scalar(select(PackageGroup).where(PackageGroup.name == name))
+        if group is None:
+            raise NotFound(f"model package group {name} does not exist; create it with create-model-package-group")
+        return group
+
+    def _group_description(self, group: PackageGroup) -> dict:
+        return {
+            "ModelPackageGroupName": group.name,
+            "ModelPackageGroupArn": group_arn(group.name),
+            **({"ModelPackageGroupDescription": group.description} if group.description else {}),
+            "CreationTime": _utc(group.created_at).isoformat(),
+            "CreatedBy": {"UserProfileName": group.created_by},
+            "ModelPackageGroupStatus": "Completed",
+        }
+
+    def describe_model_package_group(self, identifier: str) -> dict:
+        with self._session() as session:
+            return self._group_description(self._group(session, identifier))
+
+    def list_model_package_groups(self, request: dict | None = None) -> dict:
+        data = _parse(shapes.ListModelPackageGroupsInput, request or {}, "ListModelPackageGroups")
+        query = select(PackageGroup)
+        if data.get("NameContains"):
+            query = query.where(PackageGroup.name.contains(data["NameContains"]))
+        if data.get("CreationTimeAfter"):
+            query = query.where(PackageGroup.created_at > _utc(data["CreationTimeAfter"]))
+        if data.get("CreationTimeBefore"):
+            query = query.where(PackageGroup.created_at < _utc(data["CreationTimeBefore"]))
+        column = PackageGroup.name if data.get("SortBy") == "Name" else PackageGroup.created_at
+        query = query.order_by(column.asc() if data.get("SortOrder") == "Ascending" else column.desc(), PackageGroup.id)
+        with self._session() as session:
+            groups, token = self._page(session, query, data)
+            return {
+                "ModelPackageGroupSummaryList": [
+                    {k: v for k, v in self._group_description(g).items() if k != "CreatedBy"} for g in groups
+                ],
+                **token,
+            }
+
+    def delete_model_package_group(self, identifier: str) -> dict:
+        with self._session() as session:
+            group = self._group(session, identifier)
+            count = session.scalar(select(func.count()).select_from(Package).where(Package.group_id == group.id))
+            if count:
+                raise Conflict(
+                    f"model package group {group.name} still has {count} package(s); delete them first "
+                    "(delete-model-package)"
+                )
+            session.delete(group)
+        return {}
+
+    @staticmethod
+    def _page(session: Session, query, data: dict) -> tuple[list, dict]:
+        offset, size = _offset(data.get("NextToken")), data.get("MaxResults") or DEFAULT_PAGE
+        rows = list(session.scalars(query.offset(offset).limit(size + 1)))
+        more = {"NextToken": _page_token(offset + size)} if len(rows) > size else {}
+        return rows[:size], more
+
+    # ---------------------------------------------------------------- packages
+
+    def create_model_package(self, request: dict, validate: bool = True) -> dict:
+        data = _parse(shapes.CreateModelPackageInput, request, "CreateModelPackage")
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        token = data.get("ClientToken")
+        if token:
+            existing = self._by_token(token, digest)
+            if existing:
+                return {"ModelPackageArn": existing}
+        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
+            ingested = self._ingest(data, Path(scratch))
+            try:
+                package = self._record(data, digest, ingested)
+            except IntegrityError:
+                if token and (existing := self._by_token(token, digest)):
+                    return {"ModelPackageArn": existing}
+                raise
+        if validate:
+            from modelcrate.registry.validation import validate_package
+
+            validate_package(self, package_arn(package))
+        return {"ModelPackageArn": package_arn(package)}
+
+    def _by_token(self, token: str, digest: str) -> str | None:
+        with self._session() as session:
+            package = session.scalar(select(Package).where(Package.client_token == token))
+            if package is None:
+                return None
+            if package.request_digest != digest:
+                raise Conflict(
+                    f"ClientToken {token} was used for a different request ({package_arn(package)}); use a new token"
+                )
+            return package_arn(package)
+
+    def _ingest(self, data: dict, scratch: Path) -> list[tuple[int, str, int]]:
+        """Store every container's model: claim first (committed), then the content-addressed artifact.
+        Returns (container index, sha256, size) for the containers that have a ModelDataUrl."""
+        ingested = []
+        containers = data.get("InferenceSpecification", {}).get("Containers", [])
+        for index, container in enumerate(containers):
+            url = container.get("ModelDataUrl")
+            if not url:
+                continue
+            where = scratch / str(index)
+            where.mkdir()
+            source = fetch_source(url, where)
+            sha256 = file_digest(source)
+            with self._session() as session:
+                _lock_claims(session)
+                session.add(ArtifactClaim(sha256=sha256, owner=_owner(), created_at=now()))
+            stored = self.store.put(source, sha256)
+            ingested.append((index, sha256, stored.size))
+        return ingested
+
+    def _record(self, data: dict, digest: str, ingested: list[tuple[int, str, int]]) -> Package:
+        """One transaction: the version number, the package, its artifacts; the claims are released."""
+        moment = now()
+        description = copy.deepcopy(data)
+        for key in ("ClientToken", "Tags"):
+            description.pop(key, None)
+        containers = description.get("InferenceSpecification", {}).get("Containers", [])
+        for index, sha256, _ in ingested:
+            containers[index]["ModelDataUrl"] = self.store.uri_for(sha256)
+        validating = bool(data.get("ValidationSpecification", {}).get("ValidationProfiles")) and (
+            data.get("SkipModelValidation") != "All"
+        )
+        with self._session() as session:
+            group_name = data.get("ModelPackageGroupName")
+            if group_name:
+                group = self._group(session, group_name)
+                # The row lock serialises concurrent registrations in a group: each gets the next number.
+                version = session.execute(
+                    update(PackageGroup)
+                    .where(PackageGroup.id == group.id)
+                    .values(last_version=PackageGroup.last_version + 1)
+                    .returning(PackageGroup.last_version)
+                ).scalar_one()
+                name, approval = group.name, data.get("ModelApprovalStatus") or PENDING
+            else:
+                group, version, name, approval = None, None, data["ModelPackageName"], None
+            description.update(
+                ModelPackageName=name,
+                CreationTime=moment.isoformat(),
+                CreatedBy={"UserProfileName": self.who},
+                ModelPackageStatusDetails={
+                    "ValidationStatuses": [
+                        {"Name": p["ProfileName"], "Status": "NotStarted"}
+                        for p in data.get("ValidationSpecification", {}).get("ValidationProfiles", [])
+                    ]
+                },
+                ModelDataDigests=[sha for _, sha, _ in ingested],
+            )
+            if version is not None:
+                description["ModelPackageVersion"] = version
+            package = Package(
+                group_id=group.id if group else None,
+                version=version,
+                name=name,
+                unversioned_name=None if group else name,
+                description=description,
+                approval_status=approval,
+                package_status="Pending" if validating else "Completed",
+                client_token=data.get("ClientToken"),
+                request_digest=digest,
+                created_at=moment,
+                created_by=self.who,
+                modified_at=moment,
+            )
+            session.add(package)
+            session.flush()
+            for index, sha256, size in ingested:
+                _ensure_artifact(session, sha256, self.store.uri_for(sha256), size)
+                session.add(PackageArtifact(package_id=package.id, container_index=index, sha256=sha256))
+            session.execute(
+                delete(ArtifactClaim).where(
+                    ArtifactClaim.owner == _owner(), ArtifactClaim.sha256.in_([s for _, s, _ in ingested])
+                )
+            )
+            self._history(session, package, "Created", None, package_arn(package), None)
+            if approval:
+                self._history(session, package, "ModelApprovalStatus", None, approval, data.get("ApprovalDescription"))
+        return package
+
+    def _history(self, session: Session, package: Package, field: str, old, new, reason) -> None:
+        session.add(
+            HistoryEntry(package_id=package.id, at=now(), who=self.who, field=field, old=old, new=new, reason=reason)
+        )
+
+    def _package(self, session: Session, identifier: str) -> Package:
+        """By ARN, ``group/version``, or an unversioned package's name."""
+        key = identifier.rsplit(":model-package/", 1)[-1]
+        group_name, _, version = key.partition("/")
+        if version:
+            if not version.isdigit():
+                raise RegistryError(f"{identifier}: the version after '/' must be a number")
+            query = select(Package).where(Package.name == group_name, Package.version == int(version))
+        else:
+            query = select(Package).where(Package.unversioned_name == key)
+        package = session.scalar(query)
+        if package is None:
+            raise NotFound(f"model package {identifier} does not exist")
+        return package
+
+    def _describe(self, package: Package) -> dict:
+        description = copy.deepcopy(package.description)
+        description.update(
+            ModelPackageArn=package_arn(package),
+            ModelPackageStatus=package.package_status,
+            LastModifiedTime=_utc(package.modified_at).isoformat(),
+        )
+        if package.approval_status:
+            description["ModelApprovalStatus"] = package.approval_status
+        if package.group_id is not None:
+            description["ModelPackageGroupName"] = package.name
+        return description
+
+    def describe_model_package(self, identifier: str) -> dict:
+        with self._session() as session:
+            return self._describe(self._package(session, identifier))
+
+    def list_model_packages(self, request: dict | None = None) -> dict:
+        data = _parse(shapes.ListModelPackagesInput, request or {}, "ListModelPackages")
+        query = select(Package)
+        if data.get("NameContains"):
+            query = query.where(Package.name.contains(data["NameContains"]))
+        if data.get("ModelApprovalStatus"):
+            query = query.where(Package.approval_status == data["ModelApprovalStatus"])
+        if data.get("ModelPackageGroupName"):
+            query = query.where(
+                Package.name == _group_name(data["ModelPackageGroupName"]), Package.version.is_not(None)
+            )
+        kind = data.get("ModelPackageType", "Both")
+        if kind == "Versioned":
+            query = query.where(Package.version.is_not(None))
+        elif kind == "Unversioned":
+            query = query.where(Package.version.is_(None))
+        if data.get("CreationTimeAfter"):
+            query = query.where(Package.created_at > _utc(data["CreationTimeAfter"]))
+        if data.get("CreationTimeBefore"):
+            query = query.where(Package.created_at < _utc(data["CreationTimeBefore"]))
+        ascending = data.get("SortOrder") == "Ascending"
+        if data.get("SortBy") == "Name":
+            order = [Package.name.asc() if ascending else Package.name.desc(), Package.version.asc()]
+        else:
+            order = [Package.created_at.asc() if ascending else Package.created_at.desc()]
+        query = query.order_by(*order, Package.id.asc() if ascending else Package.id.desc())
+        summary_keys = (
+            "ModelPackageName",
+            "ModelPackageGroupName",
+            "ModelPackageVersion",
+            "ModelPackageArn",
+            "ModelPackageDescription",
+            "CreationTime",
+            "ModelPackageStatus",
+            "ModelApprovalStatus",
+        )
+        with self._session() as session:
+            packages, token = self._page(session, query, data)
+            summaries = []
+            for package in packages:
+                described = self._describe(package)
+                summaries.append({k: described[k] for k in summary_keys if k in described})
+            return {"ModelPackageSummaryList": summaries, **token}
+
+    def update_model_package(self, request: dict) -> dict:
+        data = _parse(shapes.UpdateModelPackageInput, request, "UpdateModelPackage")
+        with tempfile.TemporaryDirectory(prefix="modelcrate-update-") as scratch:
+            ingested = self._ingest(data, Path(scratch)) if "InferenceSpecification" in data else []
+            with self._session() as session:
+                package = self._package(session, data["ModelPackageArn"])
+                self._apply_update(session, package, data, ingested)
+                arn = package_arn(package)
+        return {"ModelPackageArn": arn}
+
+    def _apply_update(self, session: Session, package: Package, data: dict, ingested) -> None:
+        description = copy.deepcopy(package.description)
+        status = data.get("ModelApprovalStatus")
+        if status and status != package.approval_status:
+            if package.version is None:
+                raise RegistryError("ModelApprovalStatus: unversioned packages have no approval status")
+            if status == "Approved" and package.package_status != "Completed":
+                reason = _validation_failure(description)
+                raise Conflict(
+                    f"{package_arn(package)} cannot be approved while its status is {package.package_status}"
+                    + (f" ({reason})" if reason else "")
+                )
+            self._history(
+                session,
+                package,
+                "ModelApprovalStatus",
+                package.approval_status,
+                status,
+                data.get("ApprovalDescription"),
+            )
+            package.approval_status = status
+        if "ApprovalDescription" in data:
+            description["ApprovalDescription"] = data["ApprovalDescription"]
+        metadata = {**description.get("CustomerMetadataProperties", {}), **data.get("CustomerMetadataProperties", {})}
+        for key in data.get("CustomerMetadataPropertiesToRemove", []):
+            metadata.pop(key, None)
+        if metadata or "CustomerMetadataProperties" in description:
+            description["CustomerMetadataProperties"] = metadata
+        additions = data.get("AdditionalInferenceSpecificationsToAdd", [])
+        if additions:
+            present = {spec["Name"] for spec in description.get("AdditionalInferenceSpecifications", [])}
+            clash = sorted(present & {spec["Name"] for spec in additions})
+            if clash:
+                raise Conflict(f"AdditionalInferenceSpecificationsToAdd: {', '.join(clash)} already exist(s)")
+            description["AdditionalInferenceSpecifications"] = [
+                *description.get("AdditionalInferenceSpecifications", []),
+                *additions,
+            ]
+        if "InferenceSpecification" in data:
+            specification = copy.deepcopy(data["InferenceSpecification"])
+            for index, sha256, size in ingested:
+                specification["Containers"][index]["ModelDataUrl"] = self.store.uri_for(sha256)
+                _ensure_artifact(session, sha256, self.store.uri_for(sha256), size)
+            session.execute(delete(PackageArtifact).where(PackageArtifact.package_id == package.id))
+            session.flush()
+            for index, sha256, _ in ingested:
+                session.add(PackageArtifact(package_id=package.id, container_index=index, sha256=sha256))
+            session.execute(delete(ArtifactClaim).where(ArtifactClaim.owner == _owner()))
+            description["InferenceSpecification"] = specification
+            description["ModelDataDigests"] = [sha for _, sha, _ in ingested]
+        if "SourceUri" in data:
+            description["SourceUri"] = data["SourceUri"]
+        if "ModelLifeCycle" in data:
+            old = description.get("ModelLifeCycle", {})
+            new = data["ModelLifeCycle"]
+            self._history(session, package, "ModelLifeCycle", _stage(old), _stage(new), new.get("StageDescription"))
+            description["ModelLifeCycle"] = new
+        package.description = description
+        package.modified_at = now()
+
+    def set_validation(self, identifier: str, package_status: str, statuses: list[dict]) -> None:
+        """Record a validation run's progress or result (the package's status and its ValidationStatuses)."""
+        with self._session() as session:
+            package = self._package(session, identifier)
+            if package.package_status != package_status:
+                reason = "; ".join(s["FailureReason"] for s in statuses if s.get("FailureReason")) or None
+                self._history(session, package, "ModelPackageStatus", package.package_status, package_status, reason)
+            description = copy.deepcopy(package.description)
+            description["ModelPackageStatusDetails"] = {"ValidationStatuses": statuses}
+            package.description = description
+            package.package_status = package_status
+            package.modified_at = now()
+
+    def delete_model_package(self, identifier: str) -> dict:
+        unused = []
+        with self._session() as session:
+            package = self._package(session, identifier)
+            shas = set(session.scalars(select(PackageArtifact.sha256).where(PackageArtifact.package_id == package.id)))
+            session.execute(delete(HistoryEntry).where(HistoryEntry.package_id == package.id))
+            session.execute(delete(PackageArtifact).where(PackageArtifact.package_id == package.id))
+            session.delete(package)
+            session.flush()
+            for sha in shas:
+                users = select(func.count()).select_from(PackageArtifact).where(PackageArtifact.sha256 == sha)
+                if not session.scalar(users):
+                    artifact = session.get(Artifact, sha)
+                    unused.append(artifact.uri)
+                    session.delete(artifact)
+        for uri in unused:  # after the commit: a failed transaction must not lose a file a package needs
+            self.store.delete(uri)
+        return {}
+
+    def history(self, identifier: str) -> dict:
+        with self._session() as session:
+            package = self._package(session, identifier)
+            entries = session.scalars(
+                select(HistoryEntry).where(HistoryEntry.package_id == package.id).order_by(HistoryEntry.id)
+            )
+            return {
+                "ModelPackageArn": package_arn(package),
+                "History": [
+                    {
+                        "Time": _utc(e.at).isoformat(),
+                        "Who": e.who,
+                        "Field": e.field,
+                        **({"From": e.old} if e.old is not None else {}),
+                        **({"To": e.new} if e.new is not None else {}),
+                        **({"Reason": e.reason} if e.reason else {}),
+                    }
+                    for e in entries
+                ],
+            }
+
+    # ---------------------------------------------------------------- artifacts
+
+    def model_directory(self, identifier: str, into: Path, container: int = 0, approved_only: bool = False) -> Path:
+        """Unpack a package's model (checked against its sha256) into ``into``."""
+        with self._session() as session:
+            package = self._package(session, identifier)
+            if approved_only and package.version is not None and package.approval_status != "Approved":
+                raise Conflict(
+                    f"{package_arn(package)} is {package.approval_status}: only an Approved package may be "
+                    "exported or deployed (update-model-package --model-approval-status Approved)"
+                )
+            link = session.get(PackageArtifact, (package.id, container))
+            if link is None:
+                raise NotFound(f"{package_arn(package)} has no model artifact for container {container}")
+            artifact = session.get(Artifact, link.sha256)
+        return self.store.unpack(artifact.uri, artifact.sha256, into)
+
+    def export_model(self, package: str, target: Path) -> str:
+        """Replace ``target`` with the model of ``package`` (``GROUP``: its latest Approved version;
+        ``GROUP/N`` or an ARN: that version, which must be Approved). Returns the package's ARN."""
+        key = package.rsplit(":model-package/", 1)[-1]
+        arn = package if "/" in key else self.latest_approved(key)
+        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
+        try:
+            self.model_directory(arn, staging, approved_only=True)
+            if target.exists():
+                retired = Path(tempfile.mkdtemp(prefix=".old-model-", dir=target.parent))
+                target.rename(retired / "model")
+                staging.rename(target)
+                shutil.rmtree(retired)
+            else:
+                staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        with self._session() as session:
+            return package_arn(self._package(session, arn))
+
+    def latest_approved(self, group: str) -> str:
+        """The ARN of a group's highest Approved version."""
+        with self._session() as session:
+            group_row = self._group(session, group)
+            package = session.scalar(
+                select(Package)
+                .where(Package.group_id == group_row.id, Package.approval_status == "Approved")
+                .order_by(Package.version.desc())
+                .limit(1)
+            )
+            if package is None:
+                raise NotFound(f"model package group {group_row.name} has no Approved version yet")
+            return package_arn(package)
+
+    def recover(self) -> int:
+        """Finish what killed registrations left: an artifact claimed by a dead process and recorded by no
+        package is deleted, then the claim. Returns how many artifacts were removed."""
+        removed = 0
+        with self._session() as session:
+            _lock_claims(session)
+            claims = list(session.scalars(select(ArtifactClaim)))
+            live = {c.sha256 for c in claims if _alive(c.owner)}
+            for claim in claims:
+                if claim.sha256 in live:
+                    continue  # someone is storing these bytes right now
+                if session.get(Artifact, claim.sha256) is None:
+                    self.store.delete(self.store.uri_for(claim.sha256))
+                    removed += 1
+                session.delete(claim)
+        return removed
+
+
+def _lock_claims(session: Session) -> None:
+    """Claims are taken and recovered one transaction at a time (SQLite's BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7210532)"))
+
+
+def _ensure_artifact(session: Session, sha256: str, uri: str, size: int) -> None:
+    """Insert the artifact's row unless a concurrent registration of the same bytes already did."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(Artifact).values(sha256=sha256, uri=uri, size=size).on_conflict_do_nothing())
+
+
+def _alive(owner: str) -> bool:
+    """Whether a claim's owner may still be registering: another host is given the benefit of the doubt."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def _stage(lifecycle: dict) -> str | None:
+    return f"{lifecycle['Stage']}/{lifecycle['StageStatus']}" if lifecycle else None
+
+
+def _validation_failure(description: dict) -> str | None:
+    statuses = description.get("ModelPackageStatusDetails", {}).get("ValidationStatuses", [])
+    return "; ".join(s["FailureReason"] for s in statuses if s.get("FailureReason")) or None

@@ -1,0 +1,139 @@
+"""``modelcrate registry``: the AWS CLI's commands, flags and JSON, as a user types them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
+
+
+@pytest.fixture
+def registry_cli(tmp_path):
+    env = {**os.environ, "MODELCRATE_HOME": str(tmp_path / "home"), "MODELCRATE_USER": "carol", "COLUMNS": "400"}
+    env.pop("MODELCRATE_DATABASE_URL", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MODELCRATE, "registry", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        )
+
+    return run
+
+
+def test_the_aws_shaped_workflow(registry_cli, model_tar, tmp_path):
+    created = registry_cli(
+        "create-model-package-group",
+        "--model-package-group-name",
+        "abalone",
+        "--model-package-group-description",
+        "Abalone sex",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["ModelPackageGroupArn"].endswith(":model-package-group/abalone")
+
+    specification = {
+        "Containers": [{"Image": "abalone:latest", "ModelDataUrl": str(model_tar)}],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"ModelPackageGroupName": "abalone", "InferenceSpecification": specification}))
+    package = registry_cli(
+        "create-model-package", "--cli-input-json", f"file://{request}", "--model-package-description", "first"
+    )
+    assert package.returncode == 0, package.stderr
+    arn = json.loads(package.stdout)["ModelPackageArn"]
+    assert arn.endswith(":model-package/abalone/1")
+
+    approved = registry_cli(
+        "update-model-package",
+        "--model-package-arn",
+        arn,
+        "--model-approval-status",
+        "Approved",
+        "--approval-description",
+        "looks good",
+    )
+    assert approved.returncode == 0, approved.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["ModelPackageDescription"] == "first"
+    history = json.loads(registry_cli("history", "--model-package-name", arn).stdout)["History"]
+    assert history[-1] == {
+        **history[-1],
+        "Field": "ModelApprovalStatus",
+        "To": "Approved",
+        "Reason": "looks good",
+        "Who": "carol",
+    }
+    listed = json.loads(registry_cli("list-model-packages", "--model-approval-status", "Approved").stdout)
+    assert [p["ModelPackageArn"] for p in listed["ModelPackageSummaryList"]] == [arn]
+
+
+def test_generate_cli_skeleton_prints_the_request_shape(registry_cli):
+    skeleton = registry_cli("create-model-package", "--generate-cli-skeleton")
+    assert skeleton.returncode == 0, skeleton.stderr
+    shape = json.loads(skeleton.stdout)
+    assert {"ModelPackageGroupName", "InferenceSpecification", "ModelApprovalStatus", "ClientToken"} <= set(shape)
+
+
+def test_errors_name_the_field_and_follow_the_aws_cli(registry_cli):
+    bad = registry_cli("create-model-package-group", "--model-package-group-name", "no spaces allowed")
+    assert bad.returncode == 2
+    assert "An error occurred (ValidationException) when calling the CreateModelPackageGroup operation" in bad.stderr
+    assert "ModelPackageGroupName" in bad.stderr
+    unknown = registry_cli("create-model-package-group", "--model-package-group", "abalone")
+    assert unknown.returncode == 2
+    assert "CreateModelPackageGroup has no option --model-package-group" in unknown.stderr
+    missing = registry_cli("describe-model-package-group", "--model-package-group-name", "nothing")
+    assert missing.returncode == 1
+    assert "(ResourceNotFound)" in missing.stderr and "nothing does not exist" in missing.stderr
+
+
+def test_register_a_model_directory_with_its_recorded_metrics(registry_cli, model_dir):
+    registered = registry_cli("register", model_dir, "--group", "abalone", "--description", "from the CLI")
+    assert registered.returncode == 0, registered.stderr
+    assert "registered abalone version 1 (PendingManualApproval, Completed)" in registered.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert described["CustomerMetadataProperties"]["training.accuracy"] == "0.558612"
+    (container,) = described["InferenceSpecification"]["Containers"]
+    assert container["Framework"] == "XGBOOST" and container["FrameworkVersion"] == "2.1.3"
+
+
+def test_a_transform_job_runs_against_a_registry_package(registry_cli, model_dir, tmp_path):
+    from modelcrate.scaffold.sample_models import read_abalone
+
+    assert registry_cli("register", model_dir, "--group", "abalone", "--approval-status", "Approved").returncode == 0
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("".join(",".join(r[1:]) + "\n" for r in read_abalone()[:30]))
+    env = {**os.environ, "MODELCRATE_HOME": str(tmp_path / "home")}
+    run = subprocess.run(
+        [
+            MODELCRATE,
+            "transform",
+            "registry:abalone",
+            "--input",
+            tmp_path / "in",
+            "--output",
+            tmp_path / "out",
+            "--content-type",
+            "text/csv",
+            "--split-type",
+            "Line",
+            "--accept",
+            "text/csv",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "model-package/abalone/1: the local runtime" in run.stderr
+    assert len((tmp_path / "out" / "rows.csv.out").read_text().splitlines()) == 30
