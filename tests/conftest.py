@@ -176,3 +176,44 @@ def session_server(sample_model, tmp_path_factory):
     yield get
     for server in servers.values():
         server.stop()
+
+
+MOTO = str(Path(sys.executable).with_name("moto_server"))
+AWS_TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="module")
+def moto_env():
+    """moto's server on 127.0.0.1 (S3 and SageMaker are AWS services: moto stands in for them only): yields
+    the environment that points boto3 at it, with test credentials."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen(
+        [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    env = {**AWS_TEST_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's server did not start")
+            time.sleep(0.2)
+    yield env
+    server.terminate()
+    server.wait(10)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-import subprocess
-import sys
 import tarfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +16,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, push
-from tests.conftest import free_port
 
-MOTO = str(Path(sys.executable).with_name("moto_server"))
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 BUCKET = "models"
 S3_MODEL = "s3://models/abalone/7/model.tar.gz"
 READ_ONLY_FIELDS = {
@@ -134,31 +128,15 @@ def botocore_report(request: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def aws():
-    """moto's server on 127.0.0.1 with AWS_ENDPOINT_URL and test credentials in the environment, so that the
-    bridge's default boto3 clients talk to it; yields (s3, sagemaker) clients of our own for checking."""
-    port = free_port()
-    server = subprocess.Popen(
-        [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def aws(moto_env):
+    """moto's server in the environment, so that the bridge's default boto3 clients talk to it; yields
+    (s3, sagemaker) clients of our own for checking."""
     with pytest.MonkeyPatch.context() as environment:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+        for name, value in moto_env.items():
             environment.setenv(name, value)
         s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s3.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    server.kill()
-                    pytest.fail("moto's server did not start")
-                time.sleep(0.2)
         s3.create_bucket(Bucket=BUCKET)
         yield s3, sagemaker
-    server.terminate()
-    server.wait(10)
 
 
 @pytest.fixture

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import free_port
 from tests.transform.conftest import transform
-
-MOTO = str(Path(sys.executable).with_name("moto_server"))
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
-def s3_env():
-    port = free_port()
-    server = subprocess.Popen(
-        [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+def s3_env(moto_env):
     client = boto3.client(
         "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.list_buckets()
-            break
-        except Exception:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("moto's S3 server did not start")
-            time.sleep(0.2)
-    yield env, client
-    server.terminate()
-    server.wait(10)
+    return moto_env, client
 
 
 def test_s3_prefix_in_s3_out_with_nested_keys_gzip_and_resume(s3_env, sample_model, abalone_rows, tmp_path):

@@ -277,3 +277,59 @@ def _all_groups(registry) -> list[dict]:
         token = page.get("NextToken")
         if not token:
             return groups
+
+
+@registry_app.command("export-sagemaker")
+def export_sagemaker(
+    package: Annotated[str, typer.Argument(help="GROUP/N, a package ARN, or an unversioned package's name.")],
+    model_data_url: Annotated[
+        str | None, typer.Option(help="The s3:// location the model.tar.gz will have (SageMaker cannot read ours).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the JSON here instead of stdout.")] = None,
+) -> None:
+    """Write the CreateModelPackage input of an Approved package, checked by botocore's own validator.
+
+    Example: modelcrate registry export-sagemaker abalone/3 --model-data-url s3://bucket/abalone/3/model.tar.gz
+    > request.json && aws sagemaker create-model-package --cli-input-json file://request.json
+    """
+    from modelcrate.registry.sagemaker import BridgeError, create_model_package_request
+    from modelcrate.registry.service import Registry, RegistryError
+
+    try:
+        request = create_model_package_request(Registry().describe_model_package(package), model_data_url)
+    except (RegistryError, BridgeError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    text = json.dumps(request, indent=4, default=str) + "\n"
+    if output:
+        output.write_text(text)
+        err.print(f"[green]wrote[/] {output}")
+    else:
+        print(text, end="")
+
+
+@registry_app.command()
+def push(
+    package: Annotated[str, typer.Argument(help="GROUP/N, a package ARN, or an unversioned package's name.")],
+    s3_prefix: Annotated[str, typer.Option(help="s3://bucket/prefix for the model.tar.gz.")],
+) -> None:
+    """Register an Approved package in SageMaker with boto3: its model (checked against its sha256) is uploaded
+    under --s3-prefix, then CreateModelPackage is called (the group is created when missing).
+
+    Uses the usual AWS credentials and region; AWS_ENDPOINT_URL points at another endpoint.
+    """
+    from modelcrate.registry.artifacts import ArtifactError
+    from modelcrate.registry.sagemaker import BridgeError
+    from modelcrate.registry.sagemaker import push as push_package
+    from modelcrate.registry.service import Registry, RegistryError
+
+    try:
+        registry = Registry()
+        described = registry.describe_model_package(package)
+        with tempfile.TemporaryDirectory(prefix="modelcrate-push-") as scratch:
+            artifact = registry.verified_artifact(package, Path(scratch))
+            answer = push_package(described, artifact, s3_prefix)
+    except (RegistryError, BridgeError, ArtifactError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    print(json.dumps(answer, indent=4))

@@ -533,8 +533,19 @@ class Registry:
 
     # ---------------------------------------------------------------- artifacts
 
+    def verified_artifact(self, identifier: str, into: Path, container: int = 0) -> Path:
+        """A package's model.tar.gz, written into ``into`` once its bytes matched the sha256 registered."""
+        artifact = self._artifact(identifier, container, approved_only=False)
+        target = into / "model.tar.gz"
+        target.write_bytes(self.store.read(artifact.uri, artifact.sha256))
+        return target
+
     def model_directory(self, identifier: str, into: Path, container: int = 0, approved_only: bool = False) -> Path:
         """Unpack a package's model (checked against its sha256) into ``into``."""
+        artifact = self._artifact(identifier, container, approved_only)
+        return self.store.unpack(artifact.uri, artifact.sha256, into)
+
+    def _artifact(self, identifier: str, container: int, approved_only: bool) -> Artifact:
         with self._session() as session:
             package = self._package(session, identifier)
             if approved_only and package.version is not None and package.approval_status != "Approved":
@@ -545,8 +556,7 @@ class Registry:
             link = session.get(PackageArtifact, (package.id, container))
             if link is None:
                 raise NotFound(f"{package_arn(package)} has no model artifact for container {container}")
-            artifact = session.get(Artifact, link.sha256)
-        return self.store.unpack(artifact.uri, artifact.sha256, into)
+            return session.get(Artifact, link.sha256)
 
     def export_model(self, package: str, target: Path) -> str:
         """Replace ``target`` with the model of ``package`` (``GROUP``: its latest Approved version;

@@ -1,0 +1,147 @@
+"""Artifacts on S3, export and push to SageMaker (moto stands in for both AWS services), and projects whose
+model comes from the registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from modelcrate.registry.artifacts import ArtifactCorrupted, ArtifactStore
+from modelcrate.registry.db import open_engine
+from modelcrate.registry.service import Registry
+from tests.registry.conftest import package_request
+
+MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
+
+
+@pytest.fixture
+def aws(moto_env):
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in moto_env.items():
+            environment.setenv(name, value)
+        s3 = boto3.client("s3")
+        for bucket in ("artifacts", "exports"):
+            if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                s3.create_bucket(Bucket=bucket)
+        yield moto_env, s3
+
+
+def test_an_s3_artifact_store_checks_every_read(aws, tmp_path, model_tar):
+    _, s3 = aws
+    registry = Registry(open_engine(f"sqlite:///{tmp_path / 'r.db'}"), ArtifactStore("s3://artifacts/team"))
+    registry.create_model_package_group({"ModelPackageGroupName": "abalone"})
+    registry.create_model_package(package_request(model_tar))
+    url = registry.describe_model_package("abalone/1")["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert url.startswith("s3://artifacts/team/sha256/")
+    assert (registry.model_directory("abalone/1", tmp_path / "model") / "model.json").is_file()
+    key = url[len("s3://artifacts/") :]
+    data = bytearray(s3.get_object(Bucket="artifacts", Key=key)["Body"].read())
+    data[100] ^= 0xFF
+    s3.put_object(Bucket="artifacts", Key=key, Body=bytes(data))
+    with pytest.raises(ArtifactCorrupted, match="sha256 mismatch"):
+        registry.model_directory("abalone/1", tmp_path / "again")
+
+
+def cli(home: Path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, **(env or {}), "MODELCRATE_HOME": str(home), "COLUMNS": "400"}
+    full.pop("MODELCRATE_DATABASE_URL", None)
+    return subprocess.run([MODELCRATE, *map(str, args)], capture_output=True, text=True, env=full, timeout=300)
+
+
+def test_export_and_push_only_an_approved_package(aws, tmp_path, model_dir):
+    moto_env, s3 = aws
+    home = tmp_path / "home"
+    assert cli(home, "registry", "register", model_dir, "--group", "abalone").returncode == 0
+    refused = cli(home, "registry", "export-sagemaker", "abalone/1", "--model-data-url", "s3://exports/m.tar.gz")
+    assert refused.returncode == 1 and "PendingManualApproval" in refused.stderr
+    approve = cli(
+        home,
+        "registry",
+        "update-model-package",
+        "--model-package-arn",
+        "abalone/1",
+        "--model-approval-status",
+        "Approved",
+        "--approval-description",
+        "ok",
+    )
+    assert approve.returncode == 0, approve.stderr
+
+    exported = cli(home, "registry", "export-sagemaker", "abalone/1", "--model-data-url", "s3://exports/m.tar.gz")
+    assert exported.returncode == 0, exported.stderr
+    request = json.loads(exported.stdout)
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CreateModelPackageInput")
+    assert not ParamValidator().validate(request, shape).has_errors()
+    assert request["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == "s3://exports/m.tar.gz"
+
+    pushed = cli(home, "registry", "push", "abalone/1", "--s3-prefix", "s3://exports/registry", env=moto_env)
+    assert pushed.returncode == 0, pushed.stderr
+    answer = json.loads(pushed.stdout)
+    bucket, _, key = answer["ModelDataUrl"][len("s3://") :].partition("/")
+    uploaded = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    digest = json.loads(cli(home, "registry", "describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert hashlib.sha256(uploaded).hexdigest() == digest["ModelDataDigests"][0]
+    described = boto3.client("sagemaker").describe_model_package(ModelPackageName=answer["ModelPackageArn"])
+    assert described["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_registry_project_resolves_its_model_when_built(tmp_path, model_dir):
+    home = tmp_path / "home"
+    assert cli(home, "registry", "register", model_dir, "--group", "abalone").returncode == 0
+    assert (
+        cli(home, "registry", "register", model_dir, "--group", "abalone", "--approval-status", "Approved").returncode
+        == 0
+    )
+    created = cli(
+        home,
+        "init",
+        "from-registry",
+        "--framework",
+        "xgboost",
+        "--model-format",
+        "json",
+        "--model-source",
+        "registry",
+        "--registry-package",
+        "abalone",
+        "--yes",
+        "--destination",
+        tmp_path / "p",
+    )
+    assert created.returncode == 0, created.stderr
+    project = next(p for p in (tmp_path / "p").rglob("modelcrate-project.json")).parent
+    built = cli(home, "build", project, "--context-only")
+    assert built.returncode == 0, built.stderr
+    assert "model-package/abalone/2" in built.stderr  # the latest Approved version
+    assert (project / "model" / "model.json").read_bytes() == (model_dir / "model.json").read_bytes()
+
+    pinned = cli(
+        home,
+        "init",
+        "pinned",
+        "--framework",
+        "xgboost",
+        "--model-format",
+        "json",
+        "--model-source",
+        "registry",
+        "--registry-package",
+        "abalone/1",
+        "--yes",
+        "--destination",
+        tmp_path / "q",
+    )
+    assert pinned.returncode == 0, pinned.stderr
+    project = next(p for p in (tmp_path / "q").rglob("modelcrate-project.json")).parent
+    refused = cli(home, "build", project, "--context-only")
+    assert refused.returncode == 1
+    assert "PendingManualApproval: only an Approved package may be exported or deployed" in refused.stderr
