@@ -344,6 +344,7 @@ def run(
 
 # Larger command groups live in their own modules and register on `app` when imported.
 from modelcrate.cli import card as _card  # noqa: E402, F401
+from modelcrate.cli import optimize as _optimize  # noqa: E402, F401
 from modelcrate.cli import pipeline as _pipeline  # noqa: E402, F401
 from modelcrate.cli import registry as _registry  # noqa: E402, F401
 from modelcrate.cli import transform as _transform  # noqa: E402, F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 from modelcrate.predictors.base import (
@@ -44,11 +45,20 @@ __all__ = [
 ]
 
 
-def load_predictor(model_dir: str | Path, model_format: str | None = None, model_file: str | None = None) -> Predictor:
-    """Find the model file in ``model_dir`` and load it with its framework."""
+def load_predictor(
+    model_dir: str | Path,
+    model_format: str | None = None,
+    model_file: str | None = None,
+    prefer_compiled: bool = True,
+) -> Predictor:
+    """Find the model file in ``model_dir`` and load it with its framework, or its verified compiled form."""
     model_dir = Path(model_dir)
     found = find_model_file(model_dir, model_format, model_file)
     metadata = ModelMetadata.read(model_dir)
+    if prefer_compiled and _compiled_form_usable(model_dir, found, metadata):
+        from modelcrate.predictors import compiled
+
+        return compiled.load(model_dir, metadata)
     if importlib.util.find_spec(found.framework) is None:
         raise ModelLoadError(
             f"{found.path} is a {found.model_format} model and needs {found.framework}, which is not "
@@ -56,3 +66,36 @@ def load_predictor(model_dir: str | Path, model_format: str | None = None, model
         )
     module = importlib.import_module(f"modelcrate.predictors.{found.framework}")
     return module.load(found, metadata)
+
+
+_warned_runtime_missing = False
+
+
+def _compiled_form_usable(model_dir: Path, found: ModelFile, metadata: ModelMetadata) -> bool:
+    """True when ``modelcrate optimize`` verified a compiled form of exactly this model file and its runtime
+    is installed; a missing runtime is warned about once per process, and the original model serves."""
+    global _warned_runtime_missing
+    record = metadata.compiled
+    if not record or not record.get("verified") or record.get("source_file") != found.path.name:
+        return False
+    from modelcrate.predictors.compiled import file_sha256
+
+    if not (model_dir / record["file"]).is_file() or file_sha256(found.path) != record["source_sha256"]:
+        warnings.warn(
+            f"{model_dir / record['file']} is missing or was compiled from another version of {found.path.name}; "
+            f"serving the original model. Run modelcrate optimize {model_dir} again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    if importlib.util.find_spec(record["runtime"]) is None:
+        if not _warned_runtime_missing:
+            _warned_runtime_missing = True
+            warnings.warn(
+                f"{model_dir / record['file']} needs {record['runtime']}, which is not installed here; serving "
+                "the original model (slower). Install it with: pip install 'modelcrate[compiled]'",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return False
+    return True

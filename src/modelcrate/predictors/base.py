@@ -51,6 +51,8 @@ class ModelMetadata:
     labels: list | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # Written by `modelcrate optimize` once the compiled model matched the original (see predictors/compiled.py).
+    compiled: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelMetadata:

@@ -15,6 +15,7 @@ MAX_PAYLOAD_MB = 100
 # Multi-model endpoints: memory a load must leave free for requests and the frameworks' own code.
 MIN_FREE_MEMORY_MB = 256
 INFERENCE_KEYS = ("predicted_label", "probability", "probabilities", "labels")
+BATCHING_MODES = ("off", "on", "auto")
 BATCH_STRATEGIES = {
     "MULTI_RECORD": "MULTI_RECORD",
     "MULTIRECORD": "MULTI_RECORD",
@@ -60,6 +61,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _milliseconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of milliseconds") from None
+    if not 0 <= value <= 1000:
+        raise ConfigError(f"{name}={raw} must be between 0 and 1000 milliseconds")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes")
 
@@ -88,6 +100,10 @@ class ServingConfig:
     multi_model_root: Path = Path("/opt/ml/models")
     max_loaded_models: int | None = None
     min_free_memory_mb: int = MIN_FREE_MEMORY_MB
+    # Adaptive batching: concurrent /invocations of the model in one worker share one predict call.
+    batching: str = "auto"  # off; on: wait up to max_batch_wait_ms to fill a batch; auto: batch what is queued
+    max_batch_rows: int = 256
+    max_batch_wait_ms: float = 2.0
 
     @property
     def max_payload_bytes(self) -> int:
@@ -121,6 +137,9 @@ class ServingConfig:
         if strategy is None:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD")
         submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
+        batching = env.get("MODELCRATE_BATCHING", "").strip().lower() or "auto"
+        if batching not in BATCHING_MODES:
+            raise ConfigError(f"MODELCRATE_BATCHING={batching!r}; use {', '.join(BATCHING_MODES)}")
         values = dict(
             model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             model_format=env.get("MODELCRATE_MODEL_FORMAT") or None,
@@ -146,6 +165,9 @@ class ServingConfig:
             multi_model_root=Path(env.get("MODELCRATE_MULTI_MODEL_ROOT", "").strip() or "/opt/ml/models"),
             max_loaded_models=_int(env, "MODELCRATE_MAX_LOADED_MODELS", None, 1),
             min_free_memory_mb=_int(env, "MODELCRATE_MIN_FREE_MEMORY_MB", MIN_FREE_MEMORY_MB, 0),
+            batching=batching,
+            max_batch_rows=_int(env, "MODELCRATE_MAX_BATCH_ROWS", 256, 1),
+            max_batch_wait_ms=_milliseconds(env, "MODELCRATE_MAX_BATCH_WAIT_MS", 2.0),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)

@@ -18,6 +18,11 @@ class HttpError(Exception):
             self.status = status
 
 
+class RequestTimeout(BaseException):
+    """Raised by SIGALRM inside a request that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT (or put in the place of a
+    batch's predict that did). A BaseException, so that user code catching Exception does not swallow it."""
+
+
 class BadRequest(HttpError):
     status = 400
 

@@ -15,6 +15,7 @@ from bisect import bisect_left
 ROUTES = ("/invocations", "/ping", "/execution-parameters", "/metrics", "/models", "/models/{name}/invoke", "other")
 STATUSES = (200, 400, 404, 405, 406, 408, 409, 413, 415, 500, 503, 504, 507)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # requests answered by one predict call
 ROUTE_INDEX = {route: i for i, route in enumerate(ROUTES)}
 _STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}
 _OTHER_STATUS = len(STATUSES)  # any status not listed (counted under "other")
@@ -24,7 +25,10 @@ _N_BUCKETS = len(BUCKETS) + 1  # the last one is +Inf
 _COUNTS = 0
 _HIST = _COUNTS + len(ROUTES) * _N_STATUS
 _SUM = _HIST + len(ROUTES) * _N_BUCKETS
-_BUSY = _SUM + len(ROUTES)  # monotonic start of the request in progress, 0 when idle
+_N_BATCH_BUCKETS = len(BATCH_BUCKETS) + 1
+_BATCH_HIST = _SUM + len(ROUTES)
+_BATCH_SUM = _BATCH_HIST + _N_BATCH_BUCKETS
+_BUSY = _BATCH_SUM + 1  # monotonic start of the request in progress, 0 when idle
 _READY = _BUSY + 1
 _SLOT = _READY + 1
 _DOUBLE = struct.calcsize("d")
@@ -84,6 +88,16 @@ class SharedMetrics:
                 )
             lines.append(f'modelcrate_request_duration_seconds_sum{{route="{route}"}} {total[_SUM + r]:.6f}')
             lines.append(f'modelcrate_request_duration_seconds_count{{route="{route}"}} {count:.0f}')
+        batches = sum(total[_BATCH_HIST : _BATCH_HIST + _N_BATCH_BUCKETS])
+        if batches:
+            lines.append("# HELP modelcrate_batch_requests Requests answered by one predict call of the batcher.")
+            lines.append("# TYPE modelcrate_batch_requests histogram")
+            cumulative = 0.0
+            for b, bound in enumerate([*map(str, BATCH_BUCKETS), "+Inf"]):
+                cumulative += total[_BATCH_HIST + b]
+                lines.append(f'modelcrate_batch_requests_bucket{{le="{bound}"}} {cumulative:.0f}')
+            lines.append(f"modelcrate_batch_requests_sum {total[_BATCH_SUM]:.0f}")
+            lines.append(f"modelcrate_batch_requests_count {batches:.0f}")
         lines.append("# HELP modelcrate_workers_ready Worker processes that have loaded the model.")
         lines.append("# TYPE modelcrate_workers_ready gauge")
         lines.append(f"modelcrate_workers_ready {sum(self.is_ready(s) for s in range(self.n_slots))}")
@@ -104,6 +118,11 @@ class WorkerMetrics:
         v[base + _COUNTS + route * _N_STATUS + _STATUS_INDEX.get(status, _OTHER_STATUS)] += 1
         v[base + _HIST + route * _N_BUCKETS + bisect_left(BUCKETS, seconds)] += 1
         v[base + _SUM + route] += seconds
+
+    def observe_batch(self, requests: int) -> None:
+        v, base = self._values, self._base
+        v[base + _BATCH_HIST + bisect_left(BATCH_BUCKETS, requests)] += 1
+        v[base + _BATCH_SUM] += requests
 
     def begin(self) -> None:
         self._values[self._base + _BUSY] = time.monotonic()

@@ -10,7 +10,7 @@ import numpy as np
 from modelcrate.predictors import FEATURE_TRANSFORM, LABEL_DECODING, InvalidInput, Prediction, Predictor, load_predictor
 from modelcrate.serving import codecs
 from modelcrate.serving.config import INFERENCE_KEYS, ServingConfig, parse_keys
-from modelcrate.serving.errors import BadRequest, ConfigError, HttpError, UnsupportedMediaType
+from modelcrate.serving.errors import BadRequest, ConfigError, UnsupportedMediaType
 from modelcrate.serving.hooks import RequestContext, UserHooks, load_user_hooks
 
 log = logging.getLogger("modelcrate.serving")
@@ -99,6 +99,13 @@ class InferenceService:
         self._input_fn = hook("input_fn") or self.default_input_fn
         self._predict_fn = hook("predict_fn") or self.default_predict_fn
         self._output_fn = hook("output_fn") or self.default_output_fn
+        # Requests can share one predict call only when the runtime's own predict_fn scores feature records.
+        self.batchable = (
+            self.predictor is not None
+            and not self.decodes_labels
+            and self._transform_fn is None
+            and hook("predict_fn") is None
+        )
 
     @classmethod
     def load(cls, config: ServingConfig) -> InferenceService:
@@ -135,13 +142,17 @@ class InferenceService:
     def default_predict_fn(self, data, model, context: RequestContext):
         if self.predictor is None:
             return model.predict(data)
-        if isinstance(data, codecs.KeyedRecords):
-            if not self.decodes_labels:
-                raise BadRequest(
-                    "this container received keyed records (SAGEMAKER_INFERENCE_INPUT) but its model takes "
-                    "feature arrays; define predict_fn in code/inference.py"
-                )
+        if isinstance(data, codecs.KeyedRecords) and self.decodes_labels:
             return self.decode_keyed_labels(data)
+        return self.predictor.predict(self.records_of(data, context))
+
+    def records_of(self, data, context: RequestContext) -> np.ndarray:
+        """What the default predict_fn hands the predictor: the decoded data as validated float records."""
+        if isinstance(data, codecs.KeyedRecords):
+            raise BadRequest(
+                "this container received keyed records (SAGEMAKER_INFERENCE_INPUT) but its model takes "
+                "feature arrays; define predict_fn in code/inference.py"
+            )
         if self.decodes_labels and context.inference_keys:
             passed = [k for k in context.inference_keys if k not in DECODED_KEYS]
             if passed:
@@ -151,7 +162,7 @@ class InferenceService:
                 )
         records = np.asarray(data, dtype=np.float64)
         self.check_records(records)
-        return self.predictor.predict(records)
+        return records
 
     def default_output_fn(self, prediction, accept: str, context: RequestContext):
         if self.transforms_features:
@@ -219,15 +230,14 @@ class InferenceService:
 
     # ---- the request ----
 
-    def invoke(
+    def request_context(
         self,
-        body: bytes,
         content_type: str | None,
         accept: str | None,
         custom_attributes: str | None = None,
         inference_id: str | None = None,
-    ) -> tuple[bytes, str]:
-        """Answer one /invocations request: (body, content type). Raises HttpError for client errors."""
+    ) -> RequestContext:
+        """What the headers ask for: input and response types, inference keys. Raises HttpError for client errors."""
         response_type = codecs.negotiate(accept, self.config.default_accept)
         keys = self.output_keys
         if custom_attributes:
@@ -241,19 +251,51 @@ class InferenceService:
                 keys = requested
         if not content_type:
             raise UnsupportedMediaType(f"Content-Type header is missing; send one of {', '.join(self.input_types)}")
-        request_type = codecs.media_type(content_type)
-        context = RequestContext(request_type, response_type, keys, custom_attributes, inference_id)
+        return RequestContext(codecs.media_type(content_type), response_type, keys, custom_attributes, inference_id)
+
+    def invoke(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+        inference_id: str | None = None,
+    ) -> tuple[bytes, str]:
+        """Answer one /invocations request: (body, content type). Raises HttpError for client errors."""
+        context = self.request_context(content_type, accept, custom_attributes, inference_id)
         try:
             if self._transform_fn:
-                result = self._transform_fn(self.model, body, request_type, response_type, context)
+                result = self._transform_fn(self.model, body, context.content_type, context.accept, context)
             else:
-                data = self._input_fn(body, request_type, context)
-                prediction = self._predict_fn(data, self.model, context)
-                result = self._output_fn(prediction, response_type, context)
+                data = self._input_fn(body, context.content_type, context)
+                result = self._output_fn(self._predict_fn(data, self.model, context), context.accept, context)
         except InvalidInput as exc:
             raise BadRequest(str(exc)) from None
-        except HttpError:
-            raise
+        return self._response(result, context.accept)
+
+    # ---- the same request in three steps, so that a batcher can predict many requests' records at once ----
+
+    def decode_records(self, body: bytes, context: RequestContext) -> np.ndarray:
+        try:
+            return self.records_of(self._input_fn(body, context.content_type, context), context)
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from None
+
+    def predict_records(self, records: np.ndarray) -> Prediction:
+        try:
+            return self.predictor.predict(records)
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from None
+
+    def encode(self, prediction: Prediction, context: RequestContext) -> tuple[bytes, str]:
+        try:
+            result = self._output_fn(prediction, context.accept, context)
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from None
+        return self._response(result, context.accept)
+
+    @staticmethod
+    def _response(result, response_type: str) -> tuple[bytes, str]:
         if isinstance(result, tuple):
             result, response_type = result
         if isinstance(result, str):

@@ -1,13 +1,15 @@
 """A worker process: loads the model, then answers HTTP on the shared listening socket.
 
 The HTTP layer is hand-written on asyncio (uvloop when installed) with httptools' parser, because it
-is the hot path: predictions run inline in the event loop, so a busy worker stops accepting and the
-kernel hands new connections to an idle one.
+is the hot path. Predictions run inline in the event loop, so a busy worker stops accepting and the
+kernel hands new connections to an idle one, except when adaptive batching (batching.py) predicts a batch
+of concurrent requests in its background thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -19,8 +21,9 @@ from urllib.parse import unquote
 
 import httptools
 
+from modelcrate.serving.batching import Batcher
 from modelcrate.serving.config import ServingConfig
-from modelcrate.serving.errors import HttpError
+from modelcrate.serving.errors import HttpError, RequestTimeout
 from modelcrate.serving.metrics import ROUTE_INDEX, SharedMetrics, WorkerMetrics
 from modelcrate.serving.model_table import ModelTable
 from modelcrate.serving.multi_model import PRELOAD_SECONDS, MultiModelHost
@@ -52,20 +55,28 @@ _PATHS = {
 }
 
 
-class RequestTimeout(BaseException):
-    """Raised by SIGALRM inside a request that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT.
-
-    A BaseException, so that user code catching Exception does not swallow it."""
-
-
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("body", "headers", "in_message", "parser", "server", "size", "too_large", "transport", "url")
+    __slots__ = (
+        "awaiting",
+        "body",
+        "headers",
+        "in_message",
+        "parser",
+        "pipelined",
+        "server",
+        "size",
+        "too_large",
+        "transport",
+        "url",
+    )
 
     def __init__(self, server: WorkerServer):
         self.server = server
         self.transport = None
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False
+        self.awaiting = False  # a batched request's answer is still owed
+        self.pipelined: list[tuple] = []  # requests that came behind it on this connection
 
     def connection_made(self, transport):
         self.transport = transport
@@ -117,7 +128,15 @@ class HttpConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.server.dispatch(self, self.parser.get_method(), self.url, self.headers, body)
+        request = (self.parser.get_method(), self.url, self.headers, body, self.parser.should_keep_alive())
+        if self.awaiting:  # HTTP pipelining: answers go out in request order
+            self.pipelined.append(request)
+            self.transport.pause_reading()
+            return
+        self.server.dispatch(self, *request)
+
+    def respond_later(self) -> None:
+        self.awaiting = True
 
     def respond(self, status: int, body: bytes, content_type: str, keep_alive: bool = True):
         head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
@@ -133,6 +152,12 @@ class HttpConnection(asyncio.Protocol):
             self.transport.writelines((head, body))
         if not keep_alive:
             self.transport.close()
+        elif self.awaiting:
+            self.awaiting = False
+            while self.pipelined and not self.awaiting and not self.transport.is_closing():
+                self.server.dispatch(self, *self.pipelined.pop(0))
+                if not self.pipelined and not self.transport.is_closing():
+                    self.transport.resume_reading()
 
 
 class WorkerServer:
@@ -146,6 +171,7 @@ class WorkerServer:
     ):
         self.config = config
         self.service = service  # None on a multi-model endpoint, whose models are in ``models``
+        self.batcher: Batcher | None = None
         self.models = models
         self.shared = shared
         self.metrics: WorkerMetrics = shared.slot(slot)
@@ -171,7 +197,9 @@ class WorkerServer:
             "(SAGEMAKER_MAX_PAYLOAD_IN_MB); split it into smaller requests\n"
         ).encode()
 
-    def dispatch(self, conn: HttpConnection, method: bytes, url: bytes, headers: dict, body: bytes) -> None:
+    def dispatch(
+        self, conn: HttpConnection, method: bytes, url: bytes, headers: dict, body: bytes, keep_alive: bool
+    ) -> None:
         started = time.perf_counter()
         path, _, query = url.partition(b"?")
         route = _PATHS.get(path, "other")
@@ -185,6 +213,9 @@ class WorkerServer:
                 status, payload = 413, self._too_large_message()
             elif self.service is None:
                 status, payload = 404, b"this is a multi-model endpoint: POST /models/<name>/invoke\n"
+            elif self.batcher is not None:
+                self.batcher.submit(conn, headers, body, started, keep_alive)
+                return
             else:
                 status, payload, content_type = self.invoke(self.service, headers, body)
         elif route.startswith("/models"):
@@ -207,8 +238,16 @@ class WorkerServer:
             status, payload, content_type = 200, self.shared.render(), "text/plain; version=0.0.4"
         if method == b"HEAD":
             payload = b""
-        conn.respond(status, payload, content_type, keep_alive=not self.draining and conn.parser.should_keep_alive())
+        conn.respond(status, payload, content_type, keep_alive=keep_alive and not self.draining)
         self.metrics.observe(ROUTE_INDEX[route], status, time.perf_counter() - started)
+
+    def finish(
+        self, conn: HttpConnection, status: int, payload: bytes, content_type: str, started: float, keep_alive: bool
+    ) -> None:
+        """Answer an /invocations request, perhaps later than it came (batching)."""
+        if not conn.transport.is_closing():  # a client may leave while its batch is predicted
+            conn.respond(status, payload, content_type, keep_alive=keep_alive and not self.draining)
+        self.metrics.observe(ROUTE_INDEX["/invocations"], status, time.perf_counter() - started)
 
     def models_request(
         self, method: bytes, path: bytes, query: bytes, headers: dict, body: bytes
@@ -231,49 +270,64 @@ class WorkerServer:
             log.exception("models request failed", extra={"path": shown_path})
             return 500, b"internal error while managing models; the container log has the details\n", TEXT
 
-    def invoke(self, service: InferenceService, headers: dict, body: bytes) -> tuple[int, bytes, str]:
+    def request_headers(self, headers: dict) -> tuple[str, str | None, str | None, str | None]:
+        """(inference id, content type, accept, custom attributes) of an /invocations request."""
         content_type = headers.get(b"content-type")
         accept = headers.get(b"accept")
         attributes = headers.get(b"x-amzn-sagemaker-custom-attributes")
         inference_id = headers.get(b"x-amzn-sagemaker-inference-id")
-        inference_id = inference_id.decode("latin-1") if inference_id else f"{os.getpid()}-{next(self._ids)}"
-        self.metrics.begin()
+        return (
+            inference_id.decode("latin-1") if inference_id else f"{os.getpid()}-{next(self._ids)}",
+            content_type.decode("latin-1") if content_type else None,
+            accept.decode("latin-1") if accept else None,
+            attributes.decode("latin-1") if attributes else None,
+        )
+
+    @contextlib.contextmanager
+    def deadline(self):
+        """SIGALRM raises RequestTimeout in the code inside, once SAGEMAKER_MODEL_SERVER_TIMEOUT has passed."""
         self.in_request = True
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
         try:
-            payload, response_type = service.invoke(
-                body,
-                content_type.decode("latin-1") if content_type else None,
-                accept.decode("latin-1") if accept else None,
-                attributes.decode("latin-1") if attributes else None,
-                inference_id,
-            )
-            return 200, payload, response_type
-        except HttpError as exc:
+            yield
+        finally:
+            self.in_request = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def error_answer(self, exc: BaseException, inference_id: str) -> tuple[int, bytes, str]:
+        """The answer to a request that raised ``exc``."""
+        if isinstance(exc, HttpError):
             log.info(
                 "request refused",
                 extra={"status": exc.status, "reason": exc.message, "inference_id": inference_id},
             )
             return exc.status, exc.message.encode() + b"\n", TEXT
-        except RequestTimeout:
+        if isinstance(exc, RequestTimeout):
             log.error("request timed out", extra={"timeout_s": self.config.timeout, "inference_id": inference_id})
             return (
                 504,
                 (f"prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.config.timeout:g} s)\n").encode(),
                 TEXT,
             )
-        except Exception:
-            log.exception("request failed", extra={"inference_id": inference_id})
-            return (
-                500,
-                (
-                    f"internal error while answering request {inference_id}; the container log has the details\n"
-                ).encode(),
-                TEXT,
-            )
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not the request's fault
+            raise exc
+        log.error("request failed", exc_info=exc, extra={"inference_id": inference_id})
+        return (
+            500,
+            (f"internal error while answering request {inference_id}; the container log has the details\n").encode(),
+            TEXT,
+        )
+
+    def invoke(self, service: InferenceService, headers: dict, body: bytes) -> tuple[int, bytes, str]:
+        inference_id, content_type, accept, attributes = self.request_headers(headers)
+        self.metrics.begin()
+        try:
+            with self.deadline():
+                payload, response_type = service.invoke(body, content_type, accept, attributes, inference_id)
+            return 200, payload, response_type
+        except BaseException as exc:
+            return self.error_answer(exc, inference_id)
         finally:
-            self.in_request = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
             self.metrics.end()
 
     def begin_drain(self) -> None:
@@ -284,7 +338,7 @@ class WorkerServer:
         if self.listener:
             self.listener.close()
         for conn in list(self.connections):
-            if not conn.in_message:
+            if not conn.in_message and not conn.awaiting:
                 conn.transport.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_SECONDS
@@ -329,6 +383,8 @@ def run_worker(
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
     server = WorkerServer(config, service, shared, slot, models)
+    if service is not None and service.batchable and config.batching != "off":
+        server.batcher = Batcher(server, service, config, loop)
     server.listener = loop.run_until_complete(
         loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=2048)
     )
