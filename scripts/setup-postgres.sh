@@ -117,6 +117,8 @@ else
     log "creating role $ROLE"
     psql_admin -c "CREATE ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$PASSWORD'"
 fi
+# Tests drop their databases WITH (FORCE), which ends leftover sessions: that needs pg_signal_backend.
+psql_admin -c "GRANT pg_signal_backend TO $ROLE"
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" != "1" ]; then
     log "creating database $DATABASE owned by $ROLE"
     psql_admin -c "CREATE DATABASE $DATABASE OWNER $ROLE"
