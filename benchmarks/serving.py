@@ -71,13 +71,14 @@ MIN_THROUGHPUT_RATIO = 3.0
 MAX_WORKER_RSS_MB = 200.0
 MAX_HEALTHY_SECONDS = 1.5
 
-# wrk POSTs the file named by BENCH_BODY_FILE; done() prints one JSON line for the parser below.
+# wrk POSTs the file named by BENCH_BODY_FILE as BENCH_CONTENT_TYPE; done() prints one JSON line for the
+# parser below (errors.status counts the answers with a status of 400 or more).
 WRK_SCRIPT = """\
 local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
-wrk.headers["Content-Type"] = "text/csv"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
 
 function done(summary, latency, requests)
   local errors = summary.errors
@@ -138,6 +139,7 @@ class Load:
     p99_ms: float
     requests_per_second: float
     socket_errors: int
+    status_errors: int  # answers with a status of 400 or more
     other_cpu: float  # see OtherCpu
 
 
@@ -206,6 +208,7 @@ class RunningServer:
     port: int
     started: float  # perf_counter just before the process was created
     log_path: Path
+    health_path: str  # answers 200 once the server can predict
 
     def failure(self, what: str) -> BenchmarkError:
         log = self.log_path.read_text(errors="replace")[-3000:]
@@ -216,39 +219,76 @@ class RunningServer:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
     def pids(self) -> list[int]:
-        return [self.process.pid, *self.worker_pids()]
+        """The server process and all its descendants (workers, and whatever they started)."""
+        pids, pending = [], [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            pids.append(pid)
+            with contextlib.suppress(FileNotFoundError):  # a process that has just exited
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+        return pids
 
 
 @contextlib.contextmanager
 def running_server(server: str, model_dir: Path, workers: int, log_dir: Path) -> Iterator[RunningServer]:
     port = free_port()
     argv, env = server_command(server, model_dir, port, workers)
-    log_path = log_dir / f"{server}-{port}.log"
+    with running_process(server, argv, env, port, log_dir) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_process(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    health_path: str = "/ping",
+    cwd: Path | None = None,
+) -> Iterator[RunningServer]:
+    """Starts a server listening on ``port``; stops it, and everything it started, on the way out."""
+    log_path = log_dir / f"{name}-{port}.log"
     with log_path.open("wb") as log:
         started = time.perf_counter()
         # A session of its own: if the server leaves workers behind, its process group still names them.
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+        process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
     try:
-        yield RunningServer(server, process, port, started, log_path)
+        yield RunningServer(name, process, port, started, log_path, health_path)
     finally:
         stop(process)
 
 
 def stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the leader is not reaped yet: the group id is still ours
-        process.wait()
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the leader is not reaped yet: the group id is still ours
+            process.wait()
+    stop_process_group(process.pid)
 
 
-def ping_ok(port: int) -> bool:
+def stop_process_group(group: int) -> None:
+    """Processes the server started and left running when it exited: they are still in its process group."""
+    deadline = time.perf_counter() + STOP_TIMEOUT_SECONDS
+    signal_to_send = signal.SIGTERM
+    while True:
+        try:
+            os.killpg(group, signal_to_send)
+        except ProcessLookupError:
+            return  # the group is empty
+        # Signal 0 only asks whether any member is left.
+        signal_to_send = signal.SIGKILL if time.perf_counter() > deadline else 0
+        time.sleep(PING_INTERVAL_SECONDS)
+
+
+def ping_ok(port: int, path: str = "/ping") -> bool:
     connection = http.client.HTTPConnection(HOST, port, timeout=PING_TIMEOUT_SECONDS)
     try:
-        connection.request("GET", "/ping")
+        connection.request("GET", path)
         return connection.getresponse().status == 200
     except OSError:
         return False
@@ -257,13 +297,14 @@ def ping_ok(port: int) -> bool:
 
 
 def wait_until_healthy(server: RunningServer) -> float:
-    """Seconds from process start to the first 200 from /ping."""
+    """Seconds from process start to the first 200 from its health path."""
     deadline = time.perf_counter() + READY_TIMEOUT_SECONDS
-    while not ping_ok(server.port):
+    while not ping_ok(server.port, server.health_path):
         if server.process.poll() is not None:
-            raise server.failure(f"exited with code {server.process.returncode} before /ping answered 200")
+            code = server.process.returncode
+            raise server.failure(f"exited with code {code} before {server.health_path} answered 200")
         if time.perf_counter() > deadline:
-            raise server.failure(f"/ping did not answer 200 within {READY_TIMEOUT_SECONDS:g} s")
+            raise server.failure(f"{server.health_path} did not answer 200 within {READY_TIMEOUT_SECONDS:g} s")
         time.sleep(PING_INTERVAL_SECONDS)
     return time.perf_counter() - server.started
 
@@ -360,7 +401,18 @@ def check_answer(server: RunningServer, body: bytes, expected: list[float]) -> N
         raise server.failure(f"its predictions differ from the in-process ones: {shown}")
 
 
-def run_wrk(server: RunningServer, script: Path, body_file: Path, concurrency: int, duration: int) -> Load:
+def run_wrk(
+    server: RunningServer,
+    script: Path,
+    body_file: Path,
+    concurrency: int,
+    duration: int,
+    *,
+    path: str = "/invocations",
+    content_type: str = "text/csv",
+    count_status_errors: bool = False,
+) -> Load:
+    """Raises on any answer with a status of 400 or more, unless ``count_status_errors``."""
     threads = WRK_THREADS[concurrency]
     argv = [
         "wrk",
@@ -370,12 +422,12 @@ def run_wrk(server: RunningServer, script: Path, body_file: Path, concurrency: i
         "--latency",
         "-s",
         str(script),
-        f"http://{HOST}:{server.port}/invocations",
+        f"http://{HOST}:{server.port}{path}",
     ]
     other_cpu = OtherCpu(server.pids())
     result = subprocess.run(
         argv,
-        env=os.environ | {"BENCH_BODY_FILE": str(body_file)},
+        env=os.environ | {"BENCH_BODY_FILE": str(body_file), "BENCH_CONTENT_TYPE": content_type},
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -386,13 +438,14 @@ def run_wrk(server: RunningServer, script: Path, body_file: Path, concurrency: i
         output = result.stdout + result.stderr
         raise BenchmarkError(f"{' '.join(argv)} failed with exit code {result.returncode}:\n{output}")
     stats = json.loads(lines[-1])
-    if stats["status_errors"]:
+    if stats["status_errors"] and not count_status_errors:
         raise BenchmarkError(f"{stats['status_errors']} non-2xx answers under load: {' '.join(argv)}")
     return Load(
         p50_ms=stats["p50_us"] / 1e3,
         p99_ms=stats["p99_us"] / 1e3,
         requests_per_second=stats["requests_per_second"],
         socket_errors=stats["socket_errors"],
+        status_errors=stats["status_errors"],
         other_cpu=other_cpu.cores(),
     )
 

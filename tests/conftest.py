@@ -186,24 +186,29 @@ AWS_TEST_CREDENTIALS = {
 }
 
 
+def moto_client(env: dict, service: str):
+    """A boto3 client of moto's server (``env`` from moto_env), with the test credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 @pytest.fixture(scope="module")
 def moto_env():
     """moto's server on 127.0.0.1 (S3 and SageMaker are AWS services: moto stands in for them only): yields
     the environment that points boto3 at it, with test credentials."""
-    import boto3
-
     port = free_port()
     server = subprocess.Popen(
         [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     env = {**AWS_TEST_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    client = boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = moto_client(env, "s3")
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -217,3 +222,13 @@ def moto_env():
     yield env
     server.terminate()
     server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def aws_environment(moto_env):
+    """moto_env set in this process's environment, so that code under test builds its default boto3 clients
+    against moto's server."""
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in moto_env.items():
+            environment.setenv(name, value)
+        yield moto_env

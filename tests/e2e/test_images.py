@@ -7,41 +7,24 @@ loudly without it. Images build on the local base image local/debian-python:book
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from modelcrate.containers.docker import DockerError, docker, require_engine
+from modelcrate.containers.docker import container_logs, running_container
 from tests.conftest import PAIRS, free_port
+from tests.e2e.conftest import BASE_IMAGE, MODELCRATE, modelcrate
 
-MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
-BASE_IMAGE = os.environ.get("MODELCRATE_TEST_BASE_IMAGE", "local/debian-python:bookworm")
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def engine():
-    try:
-        require_engine()
-    except DockerError as exc:
-        pytest.fail(f"these tests need Docker: {exc}")
-    yield
-    built = docker("images", "--filter", "reference=e2e-*", "--quiet", check=False).split()
-    if built:  # each is hundreds of MB to GBs: a machine running CI often must not fill up
-        docker("image", "rm", "--force", *set(built), check=False)
-    docker("image", "prune", "--force", check=False)
+IMAGE_PREFIX = "e2e-img-"
 
 
 def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
     created = modelcrate(
         "init",
-        "e2e-run",
+        "e2e-img-run",
         "--framework",
         "xgboost",
         "--model-format",
@@ -52,10 +35,10 @@ def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
         cwd=tmp_path,
     )
     assert created.returncode == 0, created.stderr
-    assert modelcrate("build", "e2e-run", cwd=tmp_path).returncode == 0
+    assert modelcrate("build", "e2e-img-run", cwd=tmp_path).returncode == 0
     port = free_port()
     process = subprocess.Popen(
-        [MODELCRATE, "run", "e2e-run", "--port", str(port)],
+        [MODELCRATE, "run", "e2e-img-run", "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,17 +66,9 @@ def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
     assert "draining" in stderr  # the container's own log, shown after it stopped
 
 
-def modelcrate(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCRATE_")}
-    env["MODELCRATE_PIP_CA"] = CA_BUNDLE
-    return subprocess.run(
-        [MODELCRATE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
-    )
-
-
 @pytest.mark.parametrize("framework,fmt", PAIRS, ids=[f"{f}-{m}" for f, m in PAIRS])
 def test_init_build_and_test_image(tmp_path, framework, fmt):
-    name = f"e2e-{framework}-{fmt}"
+    name = f"e2e-img-{framework}-{fmt}"
     task = "classification" if fmt in ("joblib", "ubj", "h5") else "regression"  # both tasks across the pairs
     created = modelcrate(
         "init",
@@ -123,7 +98,7 @@ def test_init_build_and_test_image(tmp_path, framework, fmt):
 def test_s3_source_serves_a_model_tar(tmp_path, sample_model):
     created = modelcrate(
         "init",
-        "e2e-s3",
+        "e2e-img-s3",
         "--framework",
         "xgboost",
         "--model-format",
@@ -136,15 +111,15 @@ def test_s3_source_serves_a_model_tar(tmp_path, sample_model):
         cwd=tmp_path,
     )
     assert created.returncode == 0, created.stderr
-    assert "COPY model/" not in (tmp_path / "e2e-s3" / "Dockerfile").read_text()
-    assert modelcrate("build", "e2e-s3", cwd=tmp_path).returncode == 0
-    without_model = modelcrate("test-image", "e2e-s3", cwd=tmp_path)
+    assert "COPY model/" not in (tmp_path / "e2e-img-s3" / "Dockerfile").read_text()
+    assert modelcrate("build", "e2e-img-s3", cwd=tmp_path).returncode == 0
+    without_model = modelcrate("test-image", "e2e-img-s3", cwd=tmp_path)
     assert without_model.returncode == 1 and "give --model-tar" in without_model.stderr
     archive = tmp_path / "model.tar.gz"
     subprocess.run(
         ["tar", "-C", str(sample_model("xgboost", "json", "regression")), "-czf", str(archive), "."], check=True
     )
-    tested = modelcrate("test-image", "e2e-s3", "--model-tar", str(archive), cwd=tmp_path)
+    tested = modelcrate("test-image", "e2e-img-s3", "--model-tar", str(archive), cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
@@ -152,7 +127,7 @@ def test_a_wrong_prediction_fails_the_image_test(tmp_path):
     """The parity check has teeth: an image whose handler answers differently is reported and exits 1."""
     created = modelcrate(
         "init",
-        "e2e-wrong",
+        "e2e-img-wrong",
         "--framework",
         "xgboost",
         "--model-format",
@@ -163,9 +138,36 @@ def test_a_wrong_prediction_fails_the_image_test(tmp_path):
         cwd=tmp_path,
     )
     assert created.returncode == 0, created.stderr
-    (tmp_path / "e2e-wrong" / "code" / "inference.py").write_text(
+    (tmp_path / "e2e-img-wrong" / "code" / "inference.py").write_text(
         "def predict_fn(data, model):\n    prediction = model.predict(data)\n    return prediction.values + 1\n"
     )
-    assert modelcrate("build", "e2e-wrong", cwd=tmp_path).returncode == 0
-    tested = modelcrate("test-image", "e2e-wrong", cwd=tmp_path)
+    assert modelcrate("build", "e2e-img-wrong", cwd=tmp_path).returncode == 0
+    tested = modelcrate("test-image", "e2e-img-wrong", cwd=tmp_path)
     assert tested.returncode == 1 and "FAIL" in tested.stdout
+
+
+def test_an_optimized_image_serves_the_compiled_model(tmp_path):
+    created = modelcrate(
+        "init",
+        "e2e-img-optimized",
+        "--framework",
+        "sklearn",
+        "--model-format",
+        "joblib",
+        "--optimize",
+        "--base-image",
+        BASE_IMAGE,
+        "--yes",
+        cwd=tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    assert modelcrate("build", "e2e-img-optimized", cwd=tmp_path).returncode == 0
+    tested = modelcrate("test-image", "e2e-img-optimized", cwd=tmp_path, timeout=600)
+    assert tested.returncode == 0, tested.stdout + tested.stderr  # the compiled model answers the recorded samples
+    with running_container("e2e-img-optimized:latest", port=free_port()) as container:
+        deadline = time.monotonic() + 60
+        while "worker ready" not in container_logs(container.id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    ready = [json.loads(line) for line in container.final_log.splitlines() if '"worker ready"' in line]
+    assert ready and all(entry["format"] == "onnx" for entry in ready), container.final_log
+    assert "not installed here" not in container.final_log

@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from modelcrate.containers.docker import DockerError, docker, require_engine
 from modelcrate.scaffold.sample_models import read_abalone
-from tests.e2e.test_images import BASE_IMAGE, modelcrate
+from tests.e2e.conftest import init_and_build, modelcrate
 
-IMAGE = "e2e-transform"
+IMAGE = IMAGE_PREFIX = "e2e-transform"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    try:
-        require_engine()
-    except DockerError as exc:
-        pytest.fail(f"these tests need Docker: {exc}")
-    root = tmp_path_factory.mktemp("transform-project")
-    created = modelcrate(
-        "init", IMAGE, "--framework", "xgboost", "--model-format", "json", "--base-image", BASE_IMAGE, "--yes", cwd=root
-    )
-    assert created.returncode == 0, created.stderr
-    built = modelcrate("build", IMAGE, cwd=root)
-    assert built.returncode == 0, built.stderr
-    yield root / IMAGE
-    docker("image", "rm", "--force", f"{IMAGE}:latest", check=False)
+    return init_and_build(tmp_path_factory.mktemp("transform-project"), IMAGE, "xgboost", "json")
 
 
 def test_project_image_and_model_directory_give_identical_outputs(tmp_path, project):

@@ -8,27 +8,28 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("skl2onnx")
-pytest.importorskip("onnxmltools")
-
 from sklearn import ensemble, linear_model, tree
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import make_pipeline
 from typer.testing import CliRunner
 
 from modelcrate.cli import app
-from modelcrate.predictors import CLASSIFICATION, REGRESSION, ModelMetadata, load_predictor
-from modelcrate.predictors.compiled import COMPILED_FILE, CompiledPredictor
-from modelcrate.scaffold.sample_models import abalone_dataset
-from modelcrate.tree_compiler import (
+from modelcrate.compiler.trees import (
     ABSOLUTE_TOLERANCE,
     RANDOM_ROWS,
     RELATIVE_TOLERANCE,
     _split_thresholds,
     verification_rows,
 )
+from modelcrate.predictors import CLASSIFICATION, REGRESSION, ModelMetadata, load_predictor
+from modelcrate.predictors.compiled import (
+    COMPILED_FILE,
+    LARGE_BATCH_ROWS,
+    MODEL_COMPILED,
+    MODEL_ORIGINAL,
+    CompiledPredictor,
+)
+from modelcrate.scaffold.sample_models import abalone_dataset
 
 SMALL = dict(random_state=0)
 SKLEARN_MODELS = {
@@ -77,8 +78,9 @@ def _optimize(model_dir):
     return result
 
 
-def _assert_same_answers(original, compiled, rows, tie_breaks: int):
-    expected, got = original.predict(rows), compiled.predict(rows)
+def _assert_same_answers(original, predict, rows, tie_breaks: int):
+    """``predict``'s answers are the original model's, within the stated tolerance."""
+    expected, got = original.predict(rows), predict(rows)
     if original.task == CLASSIFICATION:
         # Labels exact, except the counted rows where the top two probabilities tie within the tolerance.
         differ = np.asarray(expected.values) != np.asarray(got.values)
@@ -109,7 +111,7 @@ def _check_compiled(model_dir):
     samples = np.asarray([s["input"] for s in ModelMetadata.read(model_dir).samples])
     rows = verification_rows(graph, original.n_features, samples)
     assert len(rows) == RANDOM_ROWS + 5
-    _assert_same_answers(original, compiled, rows, record["label_mismatches"])
+    _assert_same_answers(original, compiled.predict_with_graph, rows, record["label_mismatches"])
     return original, compiled
 
 
@@ -134,7 +136,8 @@ def test_hist_gradient_boosting_is_not_compiled_yet_and_still_serves(tmp_path, t
 
 @pytest.mark.parametrize("task", [REGRESSION, CLASSIFICATION])
 def test_xgboost_models_compile_to_the_same_answers(tmp_path, task):
-    xgboost = pytest.importorskip("xgboost")
+    import xgboost
+
     params = dict(n_estimators=20, max_depth=4, learning_rate=0.3, random_state=0, tree_method="hist")
     model = xgboost.XGBRegressor(**params) if task == REGRESSION else xgboost.XGBClassifier(**params)
     data = abalone_dataset(task)
@@ -232,3 +235,61 @@ def test_a_compiled_random_forest_serves_the_original_labels(sample_model, tmp_p
     answer = json.loads(response.body)
     served = [p["predicted_label"] if isinstance(p, dict) else p for p in answer["predictions"]]
     assert served == list(original.predict(rows).values)
+
+
+@pytest.mark.parametrize(
+    "framework,fmt,task,handled_by",
+    [
+        ("xgboost", "json", REGRESSION, "compiled"),  # the graph keeps XGBoost's default directions
+        ("sklearn", "pkl", REGRESSION, "original"),  # skl2onnx drops scikit-learn's learnt NaN directions
+        ("sklearn", "pkl", CLASSIFICATION, "original"),
+    ],
+)
+def test_records_with_missing_values_get_the_original_models_answers(
+    sample_model, tmp_path, start_server, framework, fmt, task, handled_by
+):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(sample_model(framework, fmt, task), model_dir)
+    _optimize(model_dir)
+    assert ModelMetadata.read(model_dir).compiled["missing_values"] == handled_by
+    original, compiled = load_predictor(model_dir, prefer_compiled=False), load_predictor(model_dir)
+    rows = abalone_dataset(task).x_test[:300].copy()
+    rows[np.random.default_rng(1).random(rows.shape) < 0.2] = np.nan
+    _assert_same_answers(original, compiled.predict, rows, tie_breaks=0)
+    # Through the server: an empty CSV field is a missing value, answered as the original model answers it.
+    server = start_server(model_dir)
+    body = "\n".join(",".join("" if np.isnan(v) else str(float(v)) for v in row) for row in rows[:20])
+    response = server.invoke(body, "text/csv", "application/json")
+    assert response.status == 200, response.body
+    served = [p["predicted_label"] if isinstance(p, dict) else p for p in json.loads(response.body)["predictions"]]
+    expected = original.predict(rows[:20]).values
+    if task == CLASSIFICATION:
+        assert served == list(expected)
+    else:
+        np.testing.assert_allclose(served, expected, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE)
+
+
+def test_large_batches_are_answered_by_whichever_model_was_faster_on_the_first(sample_model, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(sample_model("sklearn", "pkl", REGRESSION), model_dir)
+    _optimize(model_dir)
+    original, compiled = load_predictor(model_dir, prefer_compiled=False), load_predictor(model_dir)
+    rows = np.resize(abalone_dataset(REGRESSION).x_test, (LARGE_BATCH_ROWS, 10))
+    small = rows[: LARGE_BATCH_ROWS - 1]
+    graph_answer = compiled.predict(small).values
+    # The graph sums leaves in float32, so its answers differ from the original's in the last bits.
+    assert not np.array_equal(graph_answer, original.predict(small).values)
+    assert compiled.large_batch_model is None
+    # The first large batch is timed on both models; the original's answer is sent.
+    np.testing.assert_array_equal(compiled.predict(rows).values, original.predict(rows).values)
+    assert compiled.large_batch_model in (MODEL_COMPILED, MODEL_ORIGINAL)
+    answer = compiled.predict(rows).values
+    if compiled.large_batch_model == MODEL_ORIGINAL:
+        np.testing.assert_array_equal(answer, original.predict(rows).values)
+    else:
+        np.testing.assert_array_equal(answer[: len(small)], graph_answer)
+    np.testing.assert_array_equal(compiled.predict(small).values, graph_answer)  # small batches: the graph

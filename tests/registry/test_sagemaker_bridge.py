@@ -128,15 +128,11 @@ def botocore_report(request: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def aws(moto_env):
-    """moto's server in the environment, so that the bridge's default boto3 clients talk to it; yields
-    (s3, sagemaker) clients of our own for checking."""
-    with pytest.MonkeyPatch.context() as environment:
-        for name, value in moto_env.items():
-            environment.setenv(name, value)
-        s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
-        s3.create_bucket(Bucket=BUCKET)
-        yield s3, sagemaker
+def aws(aws_environment):
+    """(s3, sagemaker) clients of our own for checking what the bridge's default clients did."""
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    s3.create_bucket(Bucket=BUCKET)
+    return s3, sagemaker
 
 
 @pytest.fixture

@@ -24,15 +24,12 @@ MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 
 
 @pytest.fixture
-def aws(moto_env):
-    with pytest.MonkeyPatch.context() as environment:
-        for name, value in moto_env.items():
-            environment.setenv(name, value)
-        s3 = boto3.client("s3")
-        for bucket in ("artifacts", "exports"):
-            if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-                s3.create_bucket(Bucket=bucket)
-        yield moto_env, s3
+def aws(aws_environment):
+    s3 = boto3.client("s3")
+    for bucket in ("artifacts", "exports"):
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket)
+    return aws_environment, s3
 
 
 def test_an_s3_artifact_store_checks_every_read(aws, tmp_path, model_tar):
@@ -113,6 +110,7 @@ def test_a_registry_project_resolves_its_model_when_built(tmp_path, model_dir):
         "registry",
         "--registry-package",
         "abalone",
+        "--optimize",  # the model arrives at build, and is compiled then
         "--yes",
         "--destination",
         tmp_path / "p",
@@ -123,6 +121,8 @@ def test_a_registry_project_resolves_its_model_when_built(tmp_path, model_dir):
     assert built.returncode == 0, built.stderr
     assert "model-package/abalone/2" in built.stderr  # the latest Approved version
     assert (project / "model" / "model.json").read_bytes() == (model_dir / "model.json").read_bytes()
+    assert "model: compiled to ONNX and verified" in built.stderr
+    assert json.loads((project / "model" / "modelcrate.json").read_text())["compiled"]["verified"]
 
     pinned = cli(
         home,

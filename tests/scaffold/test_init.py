@@ -167,6 +167,8 @@ def test_interactive_prompts_give_the_same_project_as_flags(tmp_path):
         ("Model source", ""),
         ("Sample model task", "classification"),
         ("Include tests", ""),
+        ("Compile tree models", ""),
+        ("Also train in the image", ""),
         ("Deploy target", ""),
         ("Instance type", ""),
         ("AWS region", "eu-west-1"),
@@ -297,3 +299,26 @@ def test_the_version_a_model_was_saved_with_is_pinned_with_a_warning(tmp_path, m
     assert "saved with sklearn 1.6.1; pinning that instead of 1.7.1" in result.stderr
     assert "scikit-learn==1.6.1\n" in (tmp_path / "demo" / "requirements.txt").read_text()
     assert "ai.modelcrate.framework-version=1.6.1" in (tmp_path / "demo" / "Dockerfile").read_text()
+
+
+def test_optimize_compiles_a_tree_model_and_pins_its_runtime(tmp_path):
+    result = init("demo", "--framework", "sklearn", "--model-format", "joblib", "--optimize", "--yes", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    model_dir = tmp_path / "demo" / "model"
+    compiled = json.loads((model_dir / "modelcrate.json").read_text())["compiled"]
+    assert compiled["verified"] and compiled["rows_checked"] >= 10_000
+    assert (model_dir / compiled["file"]).is_file()
+    from importlib.metadata import version
+
+    assert f"onnxruntime=={version('onnxruntime')}\n" in (tmp_path / "demo" / "requirements.txt").read_text()
+    tests = run_project_tests(tmp_path / "demo")  # the generated handler test loads the compiled model
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_optimize_leaves_a_model_it_cannot_compile_with_a_warning(tmp_path):
+    result = init("demo", "--framework", "tensorflow", "--model-format", "keras", "--optimize", "--yes", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "optimize: not compiled, the original model serves" in result.stderr
+    model_dir = tmp_path / "demo" / "model"
+    assert json.loads((model_dir / "modelcrate.json").read_text())["compiled"] is None
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.keras", "modelcrate.json"]

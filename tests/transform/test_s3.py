@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import gzip
 
-import boto3
 import pytest
 
+from tests.conftest import moto_client
 from tests.transform.conftest import transform
 
 
 @pytest.fixture(scope="module")
 def s3_env(moto_env):
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return moto_env, client
+    return moto_env, moto_client(moto_env, "s3")
 
 
 def test_s3_prefix_in_s3_out_with_nested_keys_gzip_and_resume(s3_env, sample_model, abalone_rows, tmp_path):

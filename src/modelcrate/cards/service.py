@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from modelcrate.cards.content import carried_over, content_from_package, diff_contents, model_id_of, parse_content
 from modelcrate.cards.models import ModelCard, ModelCardExport, ModelCardVersion
 from modelcrate.cards.render import FORMATS, render
-from modelcrate.registry.service import ARN_PREFIX, Conflict, NotFound, Registry, RegistryError, _utc, now
+from modelcrate.registry.service import ARN_PREFIX, Conflict, NotFound, Registry, RegistryError, as_utc, now
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 STATUSES = ("Draft", "PendingReview", "Approved", "Archived")
@@ -68,7 +68,7 @@ def _check_status(status) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return _utc(moment).isoformat()
+    return as_utc(moment).isoformat()
 
 
 class Cards:
@@ -107,7 +107,7 @@ class Cards:
         model_id = model_id_of(content)
         moment = now()
         try:
-            with self.registry._session() as session:
+            with self.registry.transaction() as session:
                 if session.scalar(select(ModelCard.id).where(ModelCard.name == name)) is not None:
                     raise Conflict(f"model card {name} already exists; change it with update-model-card")
                 self._check_link(session, content, model_id)
@@ -138,7 +138,7 @@ class Cards:
         package = content.get("model_package_details", {}).get("model_package_arn")
         if package:
             try:
-                self.registry._package(session, package)
+                self.registry.find_package(session, package)
             except NotFound:
                 raise NotFound(
                     f"$.model_package_details.model_package_arn: model package {package} does not exist; link the "
@@ -171,7 +171,7 @@ class Cards:
 
     def _new_version(self, name: str, content: dict) -> None:
         moment = now()
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             # The row lock (taken by this UPDATE) serialises concurrent content updates: each gets the next number.
             locked = session.execute(
                 update(ModelCard)
@@ -204,7 +204,7 @@ class Cards:
             )
 
     def _set_status(self, name: str, status: str) -> None:
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             card = self._card(session, name)
             if card.status == ARCHIVED:
                 raise Conflict(f"model card {name} is Archived: its status cannot change any more")
@@ -234,7 +234,7 @@ class Cards:
         return row
 
     def describe_model_card(self, name: str, version: int | None = None) -> dict:
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             card = self._card(session, name)
             return self._description(card, self._version(session, card, version))
 
@@ -261,9 +261,9 @@ class Cards:
         if data.get("ModelCardStatus"):
             query = query.where(ModelCard.status == _check_status(data["ModelCardStatus"]))
         if data.get("CreationTimeAfter"):
-            query = query.where(ModelCard.created_at > _utc(data["CreationTimeAfter"]))
+            query = query.where(ModelCard.created_at > as_utc(data["CreationTimeAfter"]))
         if data.get("CreationTimeBefore"):
-            query = query.where(ModelCard.created_at < _utc(data["CreationTimeBefore"]))
+            query = query.where(ModelCard.created_at < as_utc(data["CreationTimeBefore"]))
         sort_by, sort_order = data.get("SortBy", "CreationTime"), data.get("SortOrder", "Descending")
         if sort_by not in SORT_KEYS:
             raise RegistryError(f"SortBy {sort_by!r} is not one of {', '.join(SORT_KEYS)}")
@@ -277,8 +277,8 @@ class Cards:
         query = query.order_by(
             column.asc() if ascending else column.desc(), ModelCard.id.asc() if ascending else ModelCard.id.desc()
         )
-        with self.registry._session() as session:
-            cards, token = self.registry._page(session, query, {**data, "MaxResults": size})
+        with self.registry.transaction() as session:
+            cards, token = self.registry.page(session, query, {**data, "MaxResults": size})
             return {
                 "ModelCardSummaries": [
                     {
@@ -295,7 +295,7 @@ class Cards:
             }
 
     def list_model_card_versions(self, name: str) -> dict:
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             card = self._card(session, name)
             versions = session.scalars(
                 select(ModelCardVersion).where(ModelCardVersion.card_id == card.id).order_by(ModelCardVersion.version)
@@ -315,7 +315,7 @@ class Cards:
 
     def diff(self, name: str, a: int, b: int) -> list[dict]:
         """Each field that differs from version ``a`` to version ``b``: {"Path", "Old", "New"}, by path."""
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             card = self._card(session, name)
             old, new = self._version(session, card, a), self._version(session, card, b)
             return diff_contents(old.content, new.content)
@@ -336,7 +336,7 @@ class Cards:
         job_name = _check_name(job_name or f"{name[:40]}-v{number}-{fmt}-{uuid.uuid4().hex[:8]}", "export job name")
         moment = now()
         try:
-            with self.registry._session() as session:
+            with self.registry.transaction() as session:
                 card = self._card(session, name)
                 job = ModelCardExport(
                     card_id=card.id,
@@ -362,7 +362,7 @@ class Cards:
         return self._finish_job(job.id, "Completed", str(location), None)
 
     def _finish_job(self, job_id: int, status: str, location: str | None, reason: str | None) -> dict:
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             job = session.get(ModelCardExport, job_id)
             job.status, job.location, job.failure_reason, job.modified_at = status, location, reason, now()
             card = session.get(ModelCard, job.card_id)
@@ -384,7 +384,7 @@ class Cards:
     def delete_model_card(self, name: str) -> dict:
         """Delete the card with all its versions and export job records (exported files stay where they were
         written: they belong to whoever asked for them)."""
-        with self.registry._session() as session:
+        with self.registry.transaction() as session:
             card = self._card(session, name)
             session.execute(delete(ModelCardExport).where(ModelCardExport.card_id == card.id))
             session.execute(delete(ModelCardVersion).where(ModelCardVersion.card_id == card.id))

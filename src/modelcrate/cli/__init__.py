@@ -127,6 +127,8 @@ _PROMPTS = {
     "model_path": "Model file or directory to copy",
     "sample_task": "Sample model task (regression, classification)",
     "include_tests": "Include tests",
+    "optimize": "Compile tree models for faster serving",
+    "with_training": "Also train in the image (docker run IMAGE train)",
     "deploy_target": "Deploy target (sagemaker, codebuild)",
     "instance_type": "Instance type (cpu, gpu or ml.<family>.<size>)",
     "region": "AWS region",
@@ -145,8 +147,8 @@ def _prompt(name: str, known: dict):
     label = _PROMPTS[name]
     if name == "model_format" and known.get("framework") in FORMATS_OF_FRAMEWORK:
         label = f"Model format ({', '.join(FORMATS_OF_FRAMEWORK[known['framework']])})"
-    if name == "include_tests":
-        return Confirm.ask(label, default=bool(known.get(name, True)), console=err)
+    if name in ("include_tests", "optimize", "with_training"):
+        return Confirm.ask(label, default=bool(known.get(name, ProjectOptions.model_fields[name].default)), console=err)
     default = known.get(name)
     while True:
         answer = Prompt.ask(label, default=None if default is None else str(default), console=err) or None
@@ -175,6 +177,22 @@ def init(
     ] = None,
     registry_package: Annotated[str | None, typer.Option(help="--model-source registry: GROUP or GROUP/N.")] = None,
     include_tests: Annotated[bool | None, typer.Option("--include-tests/--no-tests", help="Generate test/.")] = None,
+    optimize: Annotated[
+        bool | None,
+        typer.Option(
+            "--optimize/--no-optimize",
+            help="Compile a tree model (scikit-learn ensembles, XGBoost) to ONNX, verified, for faster serving; "
+            "a registry model is compiled at build.",
+        ),
+    ] = None,
+    with_training: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-training/--without-training",
+            help="Make the image an algorithm too: `train` follows SageMaker's training contract "
+            "(sklearn, xgboost); then modelcrate train.",
+        ),
+    ] = None,
     deploy_target: Annotated[str | None, typer.Option(help="sagemaker or codebuild.")] = None,
     instance_type: Annotated[str | None, typer.Option(help="cpu, gpu or ml.<family>.<size>.")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region, e.g. eu-west-1.")] = None,
@@ -252,6 +270,8 @@ def build(
         loaded = Project.load(project)
         if loaded.options.model_source == "registry":
             _model_from_registry(loaded)
+            if loaded.options.optimize:
+                _compile_project_model(loaded)
         if context_only:
             err.print(f"[green]placed[/] {place_runtime_wheel(project)}")
             return
@@ -277,6 +297,14 @@ def _model_from_registry(project) -> None:
         err.print(f"[red]error:[/] registry package {project.options.registry_package}: {exc}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"model: registry package {arn}")
+
+
+def _compile_project_model(project) -> None:
+    from modelcrate.scaffold.generate import compile_model
+
+    with err.status("compiling the model (modelcrate optimize)..."):
+        problem = compile_model(project.path / "model")
+    err.print(f"[yellow]warning:[/] {problem}" if problem else "model: compiled to ONNX and verified", highlight=False)
 
 
 @app.command("test-image")
@@ -344,8 +372,10 @@ def run(
 
 # Larger command groups live in their own modules and register on `app` when imported.
 from modelcrate.cli import card as _card  # noqa: E402, F401
+from modelcrate.cli import check_image as _check_image  # noqa: E402, F401
 from modelcrate.cli import optimize as _optimize  # noqa: E402, F401
 from modelcrate.cli import pipeline as _pipeline  # noqa: E402, F401
 from modelcrate.cli import registry as _registry  # noqa: E402, F401
+from modelcrate.cli import train as _train  # noqa: E402, F401
 from modelcrate.cli import transform as _transform  # noqa: E402, F401
 from modelcrate.cli import ui as _ui  # noqa: E402, F401

@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from modelcrate.cli import app, err
+from modelcrate.predictors.compiled import MISSING_BY_GRAPH, MISSING_BY_ORIGINAL, MISSING_REFUSED
+
+MISSING_VALUES = {
+    MISSING_BY_GRAPH: "answered by the compiled model (checked)",
+    MISSING_BY_ORIGINAL: "answered by the original model (the compiled one routes them differently)",
+    MISSING_REFUSED: "refused, as by the original model",
+}
 
 
 @app.command()
@@ -19,9 +26,9 @@ def optimize(
 
     A model that cannot be compiled is left as it is (a warning, exit 0): it serves as before.
     """
+    from modelcrate.compiler.trees import NotCompilable
+    from modelcrate.compiler.trees import optimize as compile_model
     from modelcrate.errors import ModelLoadError
-    from modelcrate.tree_compiler import NotCompilable
-    from modelcrate.tree_compiler import optimize as compile_model
 
     try:
         with err.status(f"compiling and verifying {model_dir}..."):
@@ -35,6 +42,7 @@ def optimize(
     err.print(
         f"[green]wrote[/] {model_dir / record['file']} ({record['converter']}; {record['rows_checked']} rows "
         f"checked, max error {record['max_abs_error']:.3g}, tolerance {record['absolute_tolerance']:g} + "
-        f"{record['relative_tolerance']:g} x |value|)",
+        f"{record['relative_tolerance']:g} x |value|); records with missing values: "
+        f"{MISSING_VALUES[record['missing_values']]}",
         highlight=False,
     )

@@ -84,8 +84,18 @@ def _first_prediction(answer: str):
     return json.loads(answer)["predictions"][0]
 
 
-def _matches(got, expected: dict, exact: bool) -> bool:
-    tolerance = {"rtol": 0.0, "atol": 0.0} if exact else {"rtol": 1e-6, "atol": 1e-9}
+def _tolerance(metadata: dict) -> dict[str, float]:
+    """Tree models answer exactly what they recorded; a compiled model within the tolerance `modelcrate optimize`
+    verified; TensorFlow within float rounding."""
+    compiled = metadata.get("compiled")
+    if compiled and compiled.get("verified"):
+        return {"rtol": compiled["relative_tolerance"], "atol": compiled["absolute_tolerance"]}
+    if metadata.get("framework") == "tensorflow":
+        return {"rtol": 1e-6, "atol": 1e-9}
+    return {"rtol": 0.0, "atol": 0.0}
+
+
+def _matches(got, expected: dict, tolerance: dict[str, float]) -> bool:
     if "prediction" in expected:
         return bool(np.allclose(got, expected["prediction"], **tolerance))
     return got["predicted_label"] == expected["predicted_label"] and bool(
@@ -136,7 +146,7 @@ def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
         metadata = read_metadata(image, model_dir)
         samples = metadata["samples"]
         classifier = metadata.get("task") == "classification"
-        exact = metadata.get("framework") != "tensorflow"
+        tolerance = _tolerance(metadata)
         requests = [
             {"body": _body(s["input"], ct), "content_type": ct, "attributes": KEYS if classifier else None}
             for s in samples
@@ -164,7 +174,9 @@ def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
                     got = _first_prediction(body)
                     report.checks.append(
                         Check(
-                            name, _matches(got, sample["expected"], exact), f"got {got}, recorded {sample['expected']}"
+                            name,
+                            _matches(got, sample["expected"], tolerance),
+                            f"got {got}, recorded {sample['expected']}",
                         )
                     )
     return report

@@ -9,6 +9,8 @@ RandomForest) and a shared library built for each image architecture.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,13 @@ from modelcrate.predictors.base import CLASSIFICATION, ModelMetadata, Prediction
 
 COMPILED_FILE = "model.onnx"
 RUNTIME = "onnxruntime"
+# Records with a missing value (NaN) are answered by the compiled graph (it routes them as the original
+# does), by the original model (it does not), or refused (the original refuses them too).
+MISSING_BY_GRAPH, MISSING_BY_ORIGINAL, MISSING_REFUSED = "compiled", "original", "refused"
+MODEL_COMPILED, MODEL_ORIGINAL = "compiled", "original"
+LARGE_BATCH_ROWS = 1_000
+
+log = logging.getLogger("modelcrate.serving")
 
 
 def file_sha256(path: Path) -> str:
@@ -44,7 +53,7 @@ class CompiledPredictor(Predictor):
 
     model_format = "onnx"
 
-    def __init__(self, session, compiled: dict):
+    def __init__(self, session, compiled: dict, model_dir: Path):
         self._session = session
         self._input_name = session.get_inputs()[0].name
         self._output_name = session.get_outputs()[compiled["output_index"]].name
@@ -57,9 +66,47 @@ class CompiledPredictor(Predictor):
         self.labels = compiled["labels"]
         self.n_features = compiled["n_features"]
         self.feature_names = compiled["feature_names"]
-        self.accepts_nan = compiled["accepts_nan"]
+        # How records with a missing value (NaN) are answered; `modelcrate optimize` checked which is faithful.
+        self._missing_values = compiled["missing_values"]
+        self.accepts_nan = self._missing_values != MISSING_REFUSED
+        self._model_dir = model_dir
+        self._original: Predictor | None = None
+        # Which model answers large batches: decided by timing both on the first one (see _predict_large).
+        self.large_batch_model: str | None = None
 
     def predict(self, records: np.ndarray) -> Prediction:
+        if self._missing_values == MISSING_BY_ORIGINAL and np.isnan(records).any():
+            return self._original_model().predict(records)
+        if len(records) >= LARGE_BATCH_ROWS:
+            return self._predict_large(records)
+        return self.predict_with_graph(records)
+
+    def _predict_large(self, records: np.ndarray) -> Prediction:
+        """Which model predicts a large batch faster depends on the model and on the data: a scikit-learn forest
+        walks one tree at a time over the whole batch, keeping it in cache, where the graph walks every tree for
+        each row in turn (measured on Abalone: 10,000 rows 46 ms against 90 ms). So the first large batch is
+        timed on both, and the faster one answers the rest (one extra predict per worker, once)."""
+        if self.large_batch_model == MODEL_ORIGINAL:
+            return self._original_model().predict(records)
+        if self.large_batch_model == MODEL_COMPILED:
+            return self.predict_with_graph(records)
+        original = self._original_model()
+        start = time.perf_counter()
+        self.predict_with_graph(records)
+        graph_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        answer = original.predict(records)
+        original_seconds = time.perf_counter() - start
+        self.large_batch_model = MODEL_ORIGINAL if graph_seconds > original_seconds else MODEL_COMPILED
+        log.info(
+            f"batches of {LARGE_BATCH_ROWS:,} rows or more: the {self.large_batch_model} model answers them "
+            f"(on {len(records):,} rows the compiled one took {graph_seconds * 1000:.1f} ms, the original "
+            f"{original_seconds * 1000:.1f} ms)"
+        )
+        return answer
+
+    def predict_with_graph(self, records: np.ndarray) -> Prediction:
+        """The compiled graph's answer, whatever the batch (what `modelcrate optimize` verifies)."""
         if self._rounds_to_float32:
             records = records.astype(np.float32)
         graph_input = np.ascontiguousarray(records, dtype=self._graph_dtype)
@@ -69,7 +116,15 @@ class CompiledPredictor(Predictor):
             return labelled(output, self.labels)
         return Prediction(values=output.reshape(len(records)))
 
+    def _original_model(self) -> Predictor:
+        """Loaded on the first large batch or record with a missing value: most traffic never needs it."""
+        if self._original is None:
+            from modelcrate.predictors import load_predictor
+
+            self._original = load_predictor(self._model_dir, prefer_compiled=False)
+        return self._original
+
 
 def load(model_dir: Path, metadata: ModelMetadata) -> CompiledPredictor:
     compiled = metadata.compiled
-    return CompiledPredictor(inference_session((model_dir / compiled["file"]).read_bytes()), compiled)
+    return CompiledPredictor(inference_session((model_dir / compiled["file"]).read_bytes()), compiled, model_dir)

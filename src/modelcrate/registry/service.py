@@ -92,7 +92,7 @@ def _offset(token: str | None) -> int:
     raise RegistryError("NextToken is not a token this registry handed out; start again without it")
 
 
-def _utc(value) -> datetime:
+def as_utc(value) -> datetime:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -118,7 +118,8 @@ class Registry:
         self.recover()
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
+        """One database transaction: committed when the block ends, rolled back if it raises."""
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
@@ -128,7 +129,7 @@ class Registry:
         data = _parse(shapes.CreateModelPackageGroupInput, request, "CreateModelPackageGroup")
         name = data["ModelPackageGroupName"]
         try:
-            with self._session() as session:
+            with self.transaction() as session:
                 session.add(
                     PackageGroup(
                         name=name,
@@ -155,13 +156,13 @@ class Registry:
             "ModelPackageGroupName": group.name,
             "ModelPackageGroupArn": group_arn(group.name),
             **({"ModelPackageGroupDescription": group.description} if group.description else {}),
-            "CreationTime": _utc(group.created_at).isoformat(),
+            "CreationTime": as_utc(group.created_at).isoformat(),
             "CreatedBy": {"UserProfileName": group.created_by},
             "ModelPackageGroupStatus": "Completed",
         }
 
     def describe_model_package_group(self, identifier: str) -> dict:
-        with self._session() as session:
+        with self.transaction() as session:
             return self._group_description(self._group(session, identifier))
 
     def list_model_package_groups(self, request: dict | None = None) -> dict:
@@ -170,13 +171,13 @@ class Registry:
         if data.get("NameContains"):
             query = query.where(PackageGroup.name.contains(data["NameContains"]))
         if data.get("CreationTimeAfter"):
-            query = query.where(PackageGroup.created_at > _utc(data["CreationTimeAfter"]))
+            query = query.where(PackageGroup.created_at > as_utc(data["CreationTimeAfter"]))
         if data.get("CreationTimeBefore"):
-            query = query.where(PackageGroup.created_at < _utc(data["CreationTimeBefore"]))
+            query = query.where(PackageGroup.created_at < as_utc(data["CreationTimeBefore"]))
         column = PackageGroup.name if data.get("SortBy") == "Name" else PackageGroup.created_at
         query = query.order_by(column.asc() if data.get("SortOrder") == "Ascending" else column.desc(), PackageGroup.id)
-        with self._session() as session:
-            groups, token = self._page(session, query, data)
+        with self.transaction() as session:
+            groups, token = self.page(session, query, data)
             return {
                 "ModelPackageGroupSummaryList": [
                     {k: v for k, v in self._group_description(g).items() if k != "CreatedBy"} for g in groups
@@ -185,7 +186,7 @@ class Registry:
             }
 
     def delete_model_package_group(self, identifier: str) -> dict:
-        with self._session() as session:
+        with self.transaction() as session:
             group = self._group(session, identifier)
             count = session.scalar(select(func.count()).select_from(Package).where(Package.group_id == group.id))
             if count:
@@ -197,7 +198,7 @@ class Registry:
         return {}
 
     @staticmethod
-    def _page(session: Session, query, data: dict) -> tuple[list, dict]:
+    def page(session: Session, query, data: dict) -> tuple[list, dict]:
         offset, size = _offset(data.get("NextToken")), data.get("MaxResults") or DEFAULT_PAGE
         rows = list(session.scalars(query.offset(offset).limit(size + 1)))
         more = {"NextToken": _page_token(offset + size)} if len(rows) > size else {}
@@ -228,7 +229,7 @@ class Registry:
         return {"ModelPackageArn": package_arn(package)}
 
     def _by_token(self, token: str, digest: str) -> str | None:
-        with self._session() as session:
+        with self.transaction() as session:
             package = session.scalar(select(Package).where(Package.client_token == token))
             if package is None:
                 return None
@@ -251,7 +252,7 @@ class Registry:
             where.mkdir()
             source = fetch_source(url, where)
             sha256 = file_digest(source)
-            with self._session() as session:
+            with self.transaction() as session:
                 _lock_claims(session)
                 session.add(ArtifactClaim(sha256=sha256, owner=_owner(), created_at=now()))
             stored = self.store.put(source, sha256)
@@ -270,7 +271,7 @@ class Registry:
         validating = bool(data.get("ValidationSpecification", {}).get("ValidationProfiles")) and (
             data.get("SkipModelValidation") != "All"
         )
-        with self._session() as session:
+        with self.transaction() as session:
             group_name = data.get("ModelPackageGroupName")
             if group_name:
                 group = self._group(session, group_name)
@@ -332,7 +333,7 @@ class Registry:
             HistoryEntry(package_id=package.id, at=now(), who=self.who, field=field, old=old, new=new, reason=reason)
         )
 
-    def _package(self, session: Session, identifier: str) -> Package:
+    def find_package(self, session: Session, identifier: str) -> Package:
         """By ARN, ``group/version``, or an unversioned package's name."""
         key = identifier.rsplit(":model-package/", 1)[-1]
         group_name, _, version = key.partition("/")
@@ -352,7 +353,7 @@ class Registry:
         description.update(
             ModelPackageArn=package_arn(package),
             ModelPackageStatus=package.package_status,
-            LastModifiedTime=_utc(package.modified_at).isoformat(),
+            LastModifiedTime=as_utc(package.modified_at).isoformat(),
         )
         if package.approval_status:
             description["ModelApprovalStatus"] = package.approval_status
@@ -361,8 +362,8 @@ class Registry:
         return description
 
     def describe_model_package(self, identifier: str) -> dict:
-        with self._session() as session:
-            return self._describe(self._package(session, identifier))
+        with self.transaction() as session:
+            return self._describe(self.find_package(session, identifier))
 
     def list_model_packages(self, request: dict | None = None) -> dict:
         data = _parse(shapes.ListModelPackagesInput, request or {}, "ListModelPackages")
@@ -381,9 +382,9 @@ class Registry:
         elif kind == "Unversioned":
             query = query.where(Package.version.is_(None))
         if data.get("CreationTimeAfter"):
-            query = query.where(Package.created_at > _utc(data["CreationTimeAfter"]))
+            query = query.where(Package.created_at > as_utc(data["CreationTimeAfter"]))
         if data.get("CreationTimeBefore"):
-            query = query.where(Package.created_at < _utc(data["CreationTimeBefore"]))
+            query = query.where(Package.created_at < as_utc(data["CreationTimeBefore"]))
         ascending = data.get("SortOrder") == "Ascending"
         if data.get("SortBy") == "Name":
             order = [Package.name.asc() if ascending else Package.name.desc(), Package.version.asc()]
@@ -400,8 +401,8 @@ class Registry:
             "ModelPackageStatus",
             "ModelApprovalStatus",
         )
-        with self._session() as session:
-            packages, token = self._page(session, query, data)
+        with self.transaction() as session:
+            packages, token = self.page(session, query, data)
             summaries = []
             for package in packages:
                 described = self._describe(package)
@@ -412,8 +413,8 @@ class Registry:
         data = _parse(shapes.UpdateModelPackageInput, request, "UpdateModelPackage")
         with tempfile.TemporaryDirectory(prefix="modelcrate-update-") as scratch:
             ingested = self._ingest(data, Path(scratch)) if "InferenceSpecification" in data else []
-            with self._session() as session:
-                package = self._package(session, data["ModelPackageArn"])
+            with self.transaction() as session:
+                package = self.find_package(session, data["ModelPackageArn"])
                 self._apply_update(session, package, data, ingested)
                 arn = package_arn(package)
         return {"ModelPackageArn": arn}
@@ -480,8 +481,8 @@ class Registry:
 
     def set_validation(self, identifier: str, package_status: str, statuses: list[dict]) -> None:
         """Record a validation run's progress or result (the package's status and its ValidationStatuses)."""
-        with self._session() as session:
-            package = self._package(session, identifier)
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
             if package.package_status != package_status:
                 reason = "; ".join(s["FailureReason"] for s in statuses if s.get("FailureReason")) or None
                 self._history(session, package, "ModelPackageStatus", package.package_status, package_status, reason)
@@ -493,8 +494,8 @@ class Registry:
 
     def delete_model_package(self, identifier: str) -> dict:
         unused = []
-        with self._session() as session:
-            package = self._package(session, identifier)
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
             shas = set(session.scalars(select(PackageArtifact.sha256).where(PackageArtifact.package_id == package.id)))
             session.execute(delete(HistoryEntry).where(HistoryEntry.package_id == package.id))
             session.execute(delete(PackageArtifact).where(PackageArtifact.package_id == package.id))
@@ -511,8 +512,8 @@ class Registry:
         return {}
 
     def history(self, identifier: str) -> dict:
-        with self._session() as session:
-            package = self._package(session, identifier)
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
             entries = session.scalars(
                 select(HistoryEntry).where(HistoryEntry.package_id == package.id).order_by(HistoryEntry.id)
             )
@@ -520,7 +521,7 @@ class Registry:
                 "ModelPackageArn": package_arn(package),
                 "History": [
                     {
-                        "Time": _utc(e.at).isoformat(),
+                        "Time": as_utc(e.at).isoformat(),
                         "Who": e.who,
                         "Field": e.field,
                         **({"From": e.old} if e.old is not None else {}),
@@ -546,8 +547,8 @@ class Registry:
         return self.store.unpack(artifact.uri, artifact.sha256, into)
 
     def _artifact(self, identifier: str, container: int, approved_only: bool) -> Artifact:
-        with self._session() as session:
-            package = self._package(session, identifier)
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
             if approved_only and package.version is not None and package.approval_status != "Approved":
                 raise Conflict(
                     f"{package_arn(package)} is {package.approval_status}: only an Approved package may be "
@@ -575,12 +576,12 @@ class Registry:
                 staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        with self._session() as session:
-            return package_arn(self._package(session, arn))
+        with self.transaction() as session:
+            return package_arn(self.find_package(session, arn))
 
     def latest_approved(self, group: str) -> str:
         """The ARN of a group's highest Approved version."""
-        with self._session() as session:
+        with self.transaction() as session:
             group_row = self._group(session, group)
             package = session.scalar(
                 select(Package)
@@ -596,7 +597,7 @@ class Registry:
         """Finish what killed registrations left: an artifact claimed by a dead process and recorded by no
         package is deleted, then the claim. Returns how many artifacts were removed."""
         removed = 0
-        with self._session() as session:
+        with self.transaction() as session:
             _lock_claims(session)
             claims = list(session.scalars(select(ArtifactClaim)))
             live = {c.sha256 for c in claims if _alive(c.owner)}

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from modelcrate.predictors import METADATA_FILE, ModelMetadata
+from modelcrate.predictors.compiled import RUNTIME
 from modelcrate.scaffold.options import DEFAULT_FRAMEWORK_VERSIONS, OptionsError, ProjectOptions
 
 PROJECT_FILE = "modelcrate-project.json"
@@ -38,12 +39,27 @@ class GeneratedProject:
     warnings: list[str] = field(default_factory=list)
 
 
-def _framework_requirements(framework: str, framework_version: str) -> list[str]:
-    if framework == "sklearn":
-        return [f"scikit-learn=={framework_version}", "joblib==1.4.2"]
-    if framework == "xgboost":
-        return [f"xgboost-cpu=={framework_version}"]  # the CPU build: no CUDA libraries in the image
-    return [f"tensorflow=={framework_version}"]
+def _framework_requirements(options: ProjectOptions, framework_version: str) -> list[str]:
+    if options.framework == "sklearn":
+        packages = [f"scikit-learn=={framework_version}", "joblib==1.4.2"]
+    elif options.framework == "xgboost":
+        packages = [f"xgboost-cpu=={framework_version}"]  # the CPU build: no CUDA libraries in the image
+    else:
+        packages = [f"tensorflow=={framework_version}"]
+    if options.optimize:
+        packages.append(f"{RUNTIME}=={version(RUNTIME)}")  # serves the compiled model.onnx
+    return packages
+
+
+def compile_model(model_dir: Path) -> str | None:
+    """Compile the model for faster serving (``modelcrate optimize``); a warning when it cannot be compiled."""
+    from modelcrate.compiler.trees import NotCompilable, optimize
+
+    try:
+        optimize(model_dir)
+    except NotCompilable as exc:
+        return f"optimize: not compiled, the original model serves: {exc}"
+    return None
 
 
 def recorded_framework_version(options: ProjectOptions, model_dir: Path) -> str | None:
@@ -108,7 +124,13 @@ def generate(options: ProjectOptions, force: bool = False) -> GeneratedProject:
             warnings.append(
                 f"the model was saved with {options.framework} {recorded}; pinning that instead of {default}"
             )
+        if options.optimize and model_dir.exists():
+            problem = compile_model(model_dir)
+            if problem:
+                warnings.append(problem)
         _render(options, staging, framework_version, recorded)
+        if options.with_training:
+            _write_training_spec(options, staging)
         (staging / PROJECT_FILE).write_text(options.model_dump_json(indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -117,6 +139,17 @@ def generate(options: ProjectOptions, force: bool = False) -> GeneratedProject:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return GeneratedProject(target, framework_version, warnings)
+
+
+def _write_training_spec(options: ProjectOptions, root: Path) -> None:
+    """code/training.json: what `train` accepts (hyperparameters, metric definitions) for the model's task, which
+    its modelcrate.json records (else the sample task)."""
+    from modelcrate.training import default_spec
+
+    model_dir = root / "model"
+    task = (ModelMetadata.read(model_dir).task if model_dir.exists() else None) or options.sample_task
+    spec = default_spec(options.framework, task)
+    (root / "code" / "training.json").write_text(json.dumps(spec, indent=2) + "\n")
 
 
 def _render(options: ProjectOptions, root: Path, framework_version: str, recorded: str | None) -> None:
@@ -128,7 +161,7 @@ def _render(options: ProjectOptions, root: Path, framework_version: str, recorde
         "framework_version": framework_version,
         "framework_version_note": "as recorded in the model file" if recorded else "default pin",
         "runtime_requirements": [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
-        "framework_requirements": _framework_requirements(options.framework, framework_version),
+        "framework_requirements": _framework_requirements(options, framework_version),
     }
     outputs = {
         "Dockerfile": "Dockerfile.j2",
@@ -142,6 +175,8 @@ def _render(options: ProjectOptions, root: Path, framework_version: str, recorde
         outputs["buildspec.yml"] = "buildspec.yml.j2"
     if options.include_tests and (root / "model").exists():
         outputs["test/test_handler.py"] = "test/test_handler.py.j2"
+    if options.include_tests and options.with_training:
+        outputs["test/test_training.py"] = "test/test_training.py.j2"
     if not options.include_tests:
         outputs.pop("test/test_image.sh")
     for name, template in outputs.items():

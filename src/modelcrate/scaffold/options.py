@@ -19,6 +19,7 @@ from modelcrate.predictors import FORMATS_OF_FRAMEWORK
 from modelcrate.predictors.formats import format_of
 
 FRAMEWORKS = tuple(FORMATS_OF_FRAMEWORK)
+TRAINING_FRAMEWORKS = ("sklearn", "xgboost")  # what `modelcrate.training` can train inside an image
 MODEL_SOURCES = ("local", "sample", "s3", "registry")
 DEPLOY_TARGETS = ("sagemaker", "codebuild")
 INSTANCE_PRESETS = {"cpu": "ml.m5.xlarge", "gpu": "ml.g5.xlarge"}
@@ -51,6 +52,10 @@ class ProjectOptions(BaseModel):
     sample_task: Literal["regression", "classification"] = "regression"
     registry_package: str | None = None
     include_tests: bool = True
+    # Compile tree models (scikit-learn ensembles, XGBoost) to ONNX for faster serving: `modelcrate optimize`.
+    optimize: bool = False
+    # Also an algorithm: `docker run IMAGE train` follows SageMaker's training contract (modelcrate.training).
+    with_training: bool = False
     deploy_target: Literal["sagemaker", "codebuild"] = "sagemaker"
     instance_type: str = "cpu"
     region: str = "us-east-1"
@@ -108,6 +113,11 @@ class ProjectOptions(BaseModel):
         if self.model_source == "registry" and not self.registry_package:
             raise ValueError(
                 "model_source registry needs registry_package: GROUP (its latest Approved version) or GROUP/N"
+            )
+        if self.with_training and self.framework not in TRAINING_FRAMEWORKS:
+            raise ValueError(
+                f"with_training: {self.framework} images cannot train yet; "
+                f"use framework {' or '.join(TRAINING_FRAMEWORKS)}, or leave out --with-training"
             )
         return self
 
@@ -194,6 +204,8 @@ def resolve(
             "model_path",
             "sample_task",
             "include_tests",
+            "optimize",
+            "with_training",
             "deploy_target",
             "instance_type",
             "region",
@@ -221,6 +233,8 @@ def _asked(name: str, values: Mapping[str, Any]) -> bool:
         return source == "local"
     if name == "sample_task":
         return source == "sample"
+    if name == "with_training":
+        return values.get("framework") in TRAINING_FRAMEWORKS
     return True
 
 

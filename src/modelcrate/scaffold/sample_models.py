@@ -24,6 +24,7 @@ from modelcrate.predictors import (
     ModelMetadata,
     load_predictor,
 )
+from modelcrate.predictors.evaluation import framework_version, prediction_metrics, recorded_samples
 
 COLUMNS = [
     "sex",
@@ -39,7 +40,6 @@ COLUMNS = [
 MEASUREMENTS = COLUMNS[1:8]
 SEXES = ["F", "I", "M"]
 TASKS = (REGRESSION, CLASSIFICATION)
-SAMPLE_ROWS = 5
 MODEL_FILE_NAMES = {
     "pkl": "model.pkl",
     "joblib": "model.joblib",
@@ -156,40 +156,6 @@ def _train_tensorflow(data: Dataset, task: str, path: Path) -> None:
 _TRAINERS = {"sklearn": _train_sklearn, "xgboost": _train_xgboost, "tensorflow": _train_tensorflow}
 
 
-def _framework_version(framework: str) -> str:
-    from importlib.metadata import version
-
-    return version({"sklearn": "scikit-learn"}.get(framework, framework))
-
-
-def _metrics(task: str, data: Dataset, prediction) -> dict[str, float]:
-    if task == REGRESSION:
-        err = prediction.values.astype(float) - data.y_test
-        total = ((data.y_test - data.y_test.mean()) ** 2).sum()
-        return {
-            "rmse": round(float(np.sqrt((err**2).mean())), 6),
-            "mae": round(float(np.abs(err).mean()), 6),
-            "r2": round(float(1 - (err**2).sum() / total), 6),
-        }
-    truth = np.array(data.labels, dtype=object)[data.y_test]
-    proba = np.clip(prediction.probabilities[np.arange(len(truth)), data.y_test], 1e-15, 1.0)
-    return {
-        "accuracy": round(float((prediction.values == truth).mean()), 6),
-        "log_loss": round(float(-np.log(proba).mean()), 6),
-    }
-
-
-def _expected(prediction, i: int):
-    if prediction.probabilities is None:
-        return {"prediction": prediction.values[i].item()}
-    return {
-        "predicted_label": prediction.values[i].item()
-        if hasattr(prediction.values[i], "item")
-        else prediction.values[i],
-        "probabilities": prediction.probabilities[i].tolist(),
-    }
-
-
 def create_sample_model(framework: str, model_format: str | None, task: str, output: Path) -> ModelMetadata:
     """Train an Abalone model and write it with its ``modelcrate.json`` into ``output`` (atomically)."""
     if framework not in FORMATS_OF_FRAMEWORK:
@@ -212,7 +178,7 @@ def create_sample_model(framework: str, model_format: str | None, task: str, out
         _TRAINERS[framework](data, task, staging / MODEL_FILE_NAMES[model_format])
         metadata = ModelMetadata(
             framework=framework,
-            framework_version=_framework_version(framework),
+            framework_version=framework_version(framework),
             model_format=model_format,
             task=task,
             feature_names=data.feature_names,
@@ -222,10 +188,9 @@ def create_sample_model(framework: str, model_format: str | None, task: str, out
         # Metrics and recorded outputs come from the saved file, loaded the way the server loads it.
         predictor = load_predictor(staging)
         prediction = predictor.predict(data.x_test)
-        metadata.metrics = _metrics(task, data, prediction)
-        metadata.samples = [
-            {"input": data.x_test[i].tolist(), "expected": _expected(prediction, i)} for i in range(SAMPLE_ROWS)
-        ]
+        truth = data.y_test if task == REGRESSION else np.array(data.labels, dtype=object)[data.y_test]
+        metadata.metrics = prediction_metrics(task, prediction, truth)
+        metadata.samples = recorded_samples(data.x_test, prediction)
         metadata.write(staging)
         if output.exists():
             output.rmdir()

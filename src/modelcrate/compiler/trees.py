@@ -4,7 +4,9 @@ Verification replays the samples recorded in modelcrate.json and 10,000 random r
 each feature's range (the recorded samples and every split threshold of the compiled trees, widened by 10%),
 with a quarter of the values set exactly on a threshold, where a rounding difference would show first.
 Labels must match exactly; probabilities and regression values within ``ABSOLUTE_TOLERANCE +
-RELATIVE_TOLERANCE * |original|`` (the compiled graph sums leaf values in float32).
+RELATIVE_TOLERANCE * |original|`` (the compiled graph sums leaf values in float32). Records with missing
+values (NaN) are checked on 2,000 of those rows with a fifth of their values made NaN: where the graph does
+not answer them like the original (scikit-learn's trees), the server answers them with the original model.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from modelcrate.predictors import CLASSIFICATION, ModelMetadata, Predictor, find_model_file, load_predictor
-from modelcrate.predictors.compiled import COMPILED_FILE, RUNTIME, CompiledPredictor, file_sha256, inference_session
+from modelcrate.predictors.compiled import (
+    COMPILED_FILE,
+    MISSING_BY_GRAPH,
+    MISSING_BY_ORIGINAL,
+    MISSING_REFUSED,
+    RUNTIME,
+    CompiledPredictor,
+    file_sha256,
+    inference_session,
+)
 
 ABSOLUTE_TOLERANCE = 1e-5
 RELATIVE_TOLERANCE = 1e-5
 RANDOM_ROWS = 10_000
+MISSING_ROWS = 2_000
 SEED = 0
 ONNX_OPSET = 15  # the newest that onnxmltools' XGBoost converter accepts
 ONNX_ML_OPSET = 3
@@ -134,7 +146,7 @@ def verification_rows(graph: bytes, n_features: int, samples: np.ndarray) -> np.
 
 
 def verify(original: Predictor, compiled: CompiledPredictor, rows: np.ndarray) -> Verification:
-    expected, got = original.predict(rows), compiled.predict(rows)
+    expected, got = original.predict(rows), compiled.predict_with_graph(rows)
     if original.task == CLASSIFICATION:
         expected_values = np.asarray(expected.probabilities, dtype=np.float64)
         got_values = got.probabilities
@@ -157,6 +169,20 @@ def verify(original: Predictor, compiled: CompiledPredictor, rows: np.ndarray) -
             f"{ABSOLUTE_TOLERANCE:g} + {RELATIVE_TOLERANCE:g} x |value|), e.g. on row {rows[worst].tolist()}"
         )
     return Verification(len(rows), float(error.max()), label_mismatches)
+
+
+def missing_value_handling(original: Predictor, compiled: CompiledPredictor, rows: np.ndarray) -> str:
+    """Whether the graph answers records with missing values (NaN) as the original does, on MISSING_ROWS of
+    the verification rows with a fifth of their values made NaN."""
+    if not original.accepts_nan:
+        return MISSING_REFUSED
+    with_missing = rows[-MISSING_ROWS:].copy()
+    with_missing[np.random.default_rng(SEED).random(with_missing.shape) < 0.2] = np.nan
+    try:
+        verify(original, compiled, with_missing)
+    except NotCompilable:
+        return MISSING_BY_ORIGINAL  # e.g. scikit-learn's learnt NaN directions are not in skl2onnx's graph
+    return MISSING_BY_GRAPH
 
 
 def optimize(model_dir: Path) -> dict:
@@ -192,14 +218,16 @@ def optimize(model_dir: Path) -> dict:
         "labels": original.labels,
         "n_features": original.n_features,
         "feature_names": original.feature_names,
-        "accepts_nan": False,  # NaN routing is not verified: records with NaN are refused, as for most models
+        "missing_values": MISSING_REFUSED,  # until checked below
         "input_precision": input_precision,
         # Classifiers: the probabilities output; regressors: the only one.
         "output_index": 1 if original.task == CLASSIFICATION else 0,
     }
-    compiled = CompiledPredictor(inference_session(graph), record)
+    compiled = CompiledPredictor(inference_session(graph), record, model_dir)
     samples = np.asarray([s["input"] for s in metadata.samples], dtype=np.float64)
-    checked = verify(original, compiled, verification_rows(graph, original.n_features, samples))
+    rows = verification_rows(graph, original.n_features, samples)
+    checked = verify(original, compiled, rows)
+    record["missing_values"] = missing_value_handling(original, compiled, rows)
     record.update(
         verified=True,
         absolute_tolerance=ABSOLUTE_TOLERANCE,

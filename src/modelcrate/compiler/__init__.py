@@ -1,0 +1,1 @@
+"""Compiling models into faster predictors (control plane: the converters never go into images)."""
