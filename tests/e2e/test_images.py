@@ -16,26 +16,13 @@ import pytest
 
 from modelcrate.containers.docker import container_logs, running_container
 from tests.conftest import PAIRS, free_port
-from tests.e2e.conftest import BASE_IMAGE, MODELCRATE, modelcrate
+from tests.e2e.conftest import BASE_IMAGE, MODELCRATE, init_and_build, modelcrate
 
 IMAGE_PREFIX = "e2e-img-"
 
 
 def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
-    created = modelcrate(
-        "init",
-        "e2e-img-run",
-        "--framework",
-        "xgboost",
-        "--model-format",
-        "ubj",
-        "--base-image",
-        BASE_IMAGE,
-        "--yes",
-        cwd=tmp_path,
-    )
-    assert created.returncode == 0, created.stderr
-    assert modelcrate("build", "e2e-img-run", cwd=tmp_path).returncode == 0
+    init_and_build(tmp_path, "e2e-img-run", "xgboost", "ubj")
     port = free_port()
     process = subprocess.Popen(
         [MODELCRATE, "run", "e2e-img-run", "--port", str(port)],
@@ -96,23 +83,8 @@ def test_init_build_and_test_image(tmp_path, framework, fmt):
 
 
 def test_s3_source_serves_a_model_tar(tmp_path, sample_model):
-    created = modelcrate(
-        "init",
-        "e2e-img-s3",
-        "--framework",
-        "xgboost",
-        "--model-format",
-        "json",
-        "--model-source",
-        "s3",
-        "--base-image",
-        BASE_IMAGE,
-        "--yes",
-        cwd=tmp_path,
-    )
-    assert created.returncode == 0, created.stderr
-    assert "COPY model/" not in (tmp_path / "e2e-img-s3" / "Dockerfile").read_text()
-    assert modelcrate("build", "e2e-img-s3", cwd=tmp_path).returncode == 0
+    project = init_and_build(tmp_path, "e2e-img-s3", "xgboost", "json", "--model-source", "s3")
+    assert "COPY model/" not in (project / "Dockerfile").read_text()
     without_model = modelcrate("test-image", "e2e-img-s3", cwd=tmp_path)
     assert without_model.returncode == 1 and "give --model-tar" in without_model.stderr
     archive = tmp_path / "model.tar.gz"
@@ -147,21 +119,7 @@ def test_a_wrong_prediction_fails_the_image_test(tmp_path):
 
 
 def test_an_optimized_image_serves_the_compiled_model(tmp_path):
-    created = modelcrate(
-        "init",
-        "e2e-img-optimized",
-        "--framework",
-        "sklearn",
-        "--model-format",
-        "joblib",
-        "--optimize",
-        "--base-image",
-        BASE_IMAGE,
-        "--yes",
-        cwd=tmp_path,
-    )
-    assert created.returncode == 0, created.stderr
-    assert modelcrate("build", "e2e-img-optimized", cwd=tmp_path).returncode == 0
+    init_and_build(tmp_path, "e2e-img-optimized", "sklearn", "joblib", "--optimize")
     tested = modelcrate("test-image", "e2e-img-optimized", cwd=tmp_path, timeout=600)
     assert tested.returncode == 0, tested.stdout + tested.stderr  # the compiled model answers the recorded samples
     with running_container("e2e-img-optimized:latest", port=free_port()) as container:
