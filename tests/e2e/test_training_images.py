@@ -8,7 +8,6 @@ built on the local base image local/debian-python:bookworm and removed at the en
 from __future__ import annotations
 
 import json
-import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from modelcrate.containers.docker import running_container
+from modelcrate.containers.image_test import unpacked_model
 from modelcrate.containers.training_job import training_job
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.service import InferenceService
@@ -66,14 +66,6 @@ def algorithm(request, tmp_path_factory) -> dict:
 def channels(algorithm: dict) -> list[str]:
     data = algorithm["root"] / "data"
     return ["--channel", f"train={data / 'train'}", "--channel", f"validation={data / 'validation'}"]
-
-
-def unpack(model_tar: Path, into: Path) -> Path:
-    with tarfile.open(model_tar) as archive:
-        archive.extractall(into, filter="data")
-    for path in [into, *into.rglob("*")]:  # the image's server runs as uid 1000
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return into
 
 
 def served_by_image(image: str, model_dir: Path, body: bytes, attributes: str | None) -> dict:
@@ -127,10 +119,10 @@ def test_the_image_serves_what_it_trained_exactly_as_an_in_process_training_pred
     rows = (root / "data/validation/abalone.csv").read_text().splitlines()
     body = "".join(row.split(",", 1)[1] + "\n" for row in rows).encode()  # the features: the label dropped
     attributes = KEYS if algorithm["task"] == "classification" else None
-    from_image = served_by_image(
-        algorithm["image"], unpack(root / "out-image/model.tar.gz", root / "model-image"), body, attributes
-    )
-    from_local = served_in_process(unpack(root / "out-local/model.tar.gz", root / "model-local"), body, attributes)
+    with unpacked_model(root / "out-image/model.tar.gz") as model_dir:
+        from_image = served_by_image(algorithm["image"], model_dir, body, attributes)
+    with unpacked_model(root / "out-local/model.tar.gz") as model_dir:
+        from_local = served_in_process(model_dir, body, attributes)
     assert len(from_image["predictions"]) == len(rows)
     assert from_image == from_local
 
