@@ -162,6 +162,16 @@ def start_server(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def xgboost_imported_at_start(tmp_path_factory) -> dict[str, str]:
+    """Environment for a multi-model endpoint run as root: its workers load models after dropping root, and this
+    machine's Python (its standard library included) may sit in root-only /root, out of their reach. So every
+    process of the server imports XGBoost (and the standard modules it needs) at start, while still root."""
+    directory = tmp_path_factory.mktemp("startup-imports")
+    (directory / "sitecustomize.py").write_text("import xgboost  # noqa: F401\n")
+    return {"PYTHONPATH": str(directory)}
+
+
+@pytest.fixture(scope="session")
 def session_server(sample_model, tmp_path_factory):
     """``session_server(framework, format, task)`` -> a Server shared by the whole session."""
     log_dir = tmp_path_factory.mktemp("logs")

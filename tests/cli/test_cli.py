@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import metadata
 from pathlib import Path
+
+from modelcrate.cli.entry import EXTRA_OF_MODULE
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 
@@ -76,3 +79,9 @@ def test_errors_are_short_and_clear(tmp_path):
         env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "soon", "PATH": "/usr/bin"},
     )
     assert bad_env.returncode == 2 and "SAGEMAKER_MODEL_SERVER_TIMEOUT='soon'" in bad_env.stderr
+
+
+def test_a_missing_module_is_named_with_an_extra_the_package_declares():
+    """tests/e2e/test_fresh_install.py runs the missing-extra line in a plain install; this keeps its table in step
+    with pyproject.toml's extras."""
+    assert set(EXTRA_OF_MODULE.values()) <= set(metadata("modelcrate").get_all("Provides-Extra"))

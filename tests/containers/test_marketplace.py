@@ -11,10 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from modelcrate.cli import app
+from modelcrate.containers.image_test import answering_processes
 from modelcrate.containers.marketplace import (
+    DEVELOPER_GUIDE_SYSTEMS,
     FAIL,
     MAX_SCANNED_FILE_BYTES,
     NOT_APPLICABLE,
+    NOTE,
     PASS,
     MarketplaceError,
     MarketplaceReport,
@@ -23,6 +26,7 @@ from modelcrate.containers.marketplace import (
     audit_result,
     base_os_rule,
     credentials_rule,
+    developer_guide_os_rule,
     entry_points_rule,
     load_supported_os,
     non_root_rule,
@@ -63,6 +67,45 @@ def test_shipped_os_list_accepts_bookworm_and_refuses_end_of_life_releases():
     assert fedora.status == FAIL and "that OS is not on the list" in fedora.found
 
 
+def test_a_base_off_the_developer_guides_older_list_is_said_on_its_own_line_with_why_and_how():
+    guide = load_supported_os(key=DEVELOPER_GUIDE_SYSTEMS)
+    note = developer_guide_os_rule(parse_os_release(BOOKWORM), guide)
+    assert note.status == NOTE and note.rule == "base-os-developer-guide"
+    assert "Debian GNU/Linux 12 (bookworm) is not on the SageMaker developer guide's list" in note.found
+    assert "Debian (debian) 6.0, 7, 8, 9, 10" in note.found and "Amazon Linux (amzn) any release" in note.found
+    assert "Python 3.11" in note.fix and "glibc 2.27" in note.fix  # why the pinned stack cannot run there
+    assert "--base-image" in note.fix and "Amazon Linux 2023" in note.fix  # how to choose another base
+    report = MarketplaceReport("img", [base_os_rule(parse_os_release(BOOKWORM), load_supported_os(), "etc"), note])
+    assert report.passed  # a note, not a failure: the scan's own list decides
+
+
+@pytest.mark.parametrize(
+    ("os_release", "status"),
+    [
+        ({"ID": "debian", "VERSION_ID": "10"}, PASS),
+        ({"ID": "ubuntu", "VERSION_ID": "18.10"}, PASS),
+        ({"ID": "ubuntu", "VERSION_ID": "20.04"}, NOTE),
+        ({"ID": "centos", "VERSION_ID": "7"}, PASS),
+        ({"ID": "alpine", "VERSION_ID": "3.5.3"}, PASS),
+        ({"ID": "amzn", "VERSION_ID": "2023"}, PASS),  # "Amazon Linux": every release
+        ({"ID": "amzn", "VERSION_ID": "2"}, PASS),
+        (None, NOT_APPLICABLE),
+    ],
+)
+def test_the_developer_guides_list_as_shipped(os_release, status):
+    assert developer_guide_os_rule(os_release, load_supported_os(key=DEVELOPER_GUIDE_SYSTEMS)).status == status
+
+
+def test_a_system_listed_without_versions_accepts_every_release(tmp_path):
+    listing = tmp_path / "os.json"
+    listing.write_text(json.dumps({"systems": [{"id": "amzn", "name": "Amazon Linux"}]}))
+    systems = load_supported_os(listing)
+    assert base_os_rule({"ID": "amzn", "VERSION_ID": "2023"}, systems, "etc/os-release").status == PASS
+    assert base_os_rule({"ID": "amzn"}, systems, "etc/os-release").status == PASS
+    refused = base_os_rule({"ID": "debian", "VERSION_ID": "12"}, systems, "etc/os-release")
+    assert refused.status == FAIL and "Amazon Linux (amzn) any release" in refused.fix
+
+
 def test_versions_match_whole_components_only(tmp_path):
     listing = tmp_path / "os.json"
     systems = [{"id": "alpine", "versions": ["3.2"]}, {"id": "rhel", "versions": ["9"]}]
@@ -80,7 +123,12 @@ def test_an_image_without_os_release_fails_the_base_os_rule():
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", json.dumps({"no": "systems"}), json.dumps({"systems": [{"id": "debian", "versions": [12]}]})],
+    [
+        "not json",
+        json.dumps({"no": "systems"}),
+        json.dumps({"systems": [{"id": "debian", "versions": [12]}]}),
+        json.dumps({"systems": [{"id": "debian", "versions": "12"}]}),
+    ],
 )
 def test_a_bad_os_list_is_a_usage_error_naming_the_file(tmp_path, content):
     listing = tmp_path / "os.json"
@@ -155,14 +203,45 @@ def test_credentials_rule_names_paths_keys_and_secret_environment_variables():
     assert clean.status == PASS and "1 files (0.0 MB)" in clean.found and "/root" in clean.found
 
 
-def test_non_root_rule_reads_the_configured_user_and_the_uid_inside():
-    fine = non_root_rule("model", Probe(1000, {}, []))
-    assert fine.status == PASS and "uid 1000" in fine.found
-    root = non_root_rule("root", Probe(0, {}, []))
-    assert root.status == FAIL and root.found.startswith("USER root") and "USER model" in root.fix
-    assert non_root_rule("", Probe(0, {}, [])).status == FAIL
-    assert non_root_rule("0:0", Probe(0, {}, [])).status == FAIL
-    assert "uid 0" in non_root_rule("admin", Probe(0, {}, [])).found
+def process(pid: int, ppid: int, uid: int, gid: int, holds_socket: bool | None, saved_uid: int | None = None):
+    """A process as the probe inside the container reports it (holds_socket None: its open files are hidden)."""
+    uids = [uid, uid, uid if saved_uid is None else saved_uid, uid]
+    return {
+        "pid": pid,
+        "ppid": ppid,
+        "holds_socket": holds_socket,
+        "uids": uids,
+        "gids": [gid] * 4,
+        "no_new_privs": uid != 0,
+        "command": "serve",
+    }
+
+
+def test_the_processes_that_answer_are_the_socket_holders_without_a_holding_child():
+    dropped = [process(1, 0, 0, 0, True), process(7, 1, 1000, 999, None), process(8, 1, 1000, 999, None)]
+    assert [p.pid for p in answering_processes(dropped)] == [7, 8]  # workers that dropped root hide their files
+    kept_root = [process(1, 0, 0, 0, True), process(7, 1, 0, 0, True)]
+    assert [p.pid for p in answering_processes(kept_root)] == [7]
+    assert [p.pid for p in answering_processes([process(1, 0, 0, 0, True)])] == [1]  # a single process answers
+    unrelated = [process(1, 0, 0, 0, True), process(30, 0, 1000, 1000, None)]  # hidden, but not forked by a holder
+    assert [p.pid for p in answering_processes(unrelated)] == [1]
+
+
+def test_non_root_rule_judges_the_processes_that_answer_requests():
+    workers = answering_processes([process(1, 0, 0, 0, True), process(7, 1, 1000, 999, None)])
+    fine = non_root_rule("", workers)
+    assert fine.status == PASS
+    assert fine.found == "USER root (not set); requests are answered by pid 7 uid 1000 gid 999, no_new_privs (serve)"
+    assert fine.evidence["processes"] == [
+        {"pid": 7, "uids": [1000] * 4, "gids": [999] * 4, "no_new_privs": True, "command": "serve"}
+    ]
+    kept_root = non_root_rule("root", answering_processes([process(1, 0, 0, 0, True), process(7, 1, 0, 0, True)]))
+    assert kept_root.status == FAIL and kept_root.found.startswith("requests are answered as root: pid 7 uids (0")
+    assert "drop" in kept_root.fix and "USER" in kept_root.fix
+    regainable = non_root_rule("model", answering_processes([process(7, 0, 1000, 1000, True, saved_uid=0)]))
+    assert regainable.status == FAIL  # a saved uid 0 can be taken back
+    unseen = non_root_rule("model", None)
+    assert unseen.status == FAIL and "did not serve" in unseen.found
 
 
 def test_entry_points_rule_needs_train_only_for_algorithms():

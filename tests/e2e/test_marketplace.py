@@ -1,6 +1,7 @@
-"""``modelcrate check-image --marketplace`` on real images: a generated project passes every rule, and images
-built to break one rule (root user, a file under /root/.aws, a start-up that needs the network, an OS not on
-the list) fail that rule by name while the others still pass.
+"""``modelcrate check-image --marketplace`` on real images: a generated project passes every rule (so does it with
+USER root: its workers drop root), and images built to break one rule (workers that keep root, a file under
+/root/.aws, a start-up that needs the network, an OS not on the list) fail that rule by name while the others
+still pass.
 
 Needs the Docker engine (fails loudly without it); images build on local/debian-python:bookworm.
 """
@@ -20,6 +21,7 @@ from tests.e2e.conftest import init_and_build, modelcrate
 IMAGE = IMAGE_PREFIX = "e2e-mkt"
 RULES = [
     "base-os",
+    "base-os-developer-guide",
     "non-root",
     "entry-points",
     "image-size",
@@ -75,7 +77,11 @@ def test_a_generated_image_passes_every_rule(project):
     code, rules = check(IMAGE, cwd=project.parent)
     assert_passes(rules, "base-os", "non-root", "entry-points", "image-size", "no-credentials", "serves-isolated")
     assert rules["base-os"]["evidence"]["id"] == "debian" and rules["base-os"]["evidence"]["version_id"] == "12"
-    assert rules["non-root"]["evidence"] == {"user": "model", "uid": 1000}
+    assert rules["base-os-developer-guide"]["status"] == "note"  # bookworm is newer than the guide's list
+    non_root = rules["non-root"]["evidence"]
+    assert non_root["user"] == "" and len(non_root["processes"]) >= 1  # starts as root, as SageMaker starts it
+    for worker in non_root["processes"]:  # the ones answering requests dropped to the `model` user for good
+        assert worker["uids"] == [1000] * 4 and 0 not in worker["gids"] and worker["no_new_privs"], worker
     assert rules["entry-points"]["evidence"] == {"serve": "/opt/venv/bin/serve"}
     assert rules["no-credentials"]["evidence"]["scanned"]["files_searched"] > 0
     assert "recorded answers to all 15 replayed requests" in rules["serves-isolated"]["found"]
@@ -91,14 +97,38 @@ def test_a_generated_image_passes_every_rule(project):
         assert code == 1
 
 
-def test_root_user_fails_the_non_root_rule_only(project, tmp_path):
+def test_user_root_passes_the_non_root_rule_since_the_workers_drop_root(project, tmp_path):
     image = derived_image(tmp_path, f"{IMAGE}-root", "USER root\n")
+    _, rules = check(image, cwd=tmp_path)
+    assert_passes(rules, "non-root", "entry-points", "image-size", "no-credentials", "serves-isolated")
+    assert rules["non-root"]["found"].startswith("USER root; requests are answered by pid ")
+    assert all(worker["uids"] == [1000] * 4 for worker in rules["non-root"]["evidence"]["processes"])
+
+
+# `serve` with the privilege drop made a no-op: the workers answer as root.
+KEEPS_ROOT = """#!/opt/venv/bin/python
+import modelcrate.serving.worker
+from modelcrate.serving.__main__ import main
+
+modelcrate.serving.worker.drop_privileges = lambda user: None
+main()
+"""
+
+
+def test_workers_that_keep_root_fail_the_non_root_rule_only(project, tmp_path):
+    image = derived_image(
+        tmp_path,
+        f"{IMAGE}-keeps-root",
+        "COPY serve /opt/venv/bin/serve\nRUN chmod 755 /opt/venv/bin/serve\n",
+        {"serve": KEEPS_ROOT},
+    )
     run = modelcrate("check-image", image, "--marketplace", cwd=tmp_path)
     assert run.returncode == 1
-    assert "FAIL runs as non-root: USER root: the image runs as root\n  what to do: add `USER model`" in run.stdout
-    assert "not ready for AWS Marketplace" in run.stdout
+    assert "FAIL answers requests as non-root: requests are answered as root: pid " in run.stdout
+    assert "drop to an unprivileged user" in run.stdout and "not ready for AWS Marketplace" in run.stdout
     _, rules = check(image, cwd=tmp_path)
-    assert rules["non-root"]["status"] == "fail" and rules["non-root"]["evidence"] == {"user": "root"}
+    assert rules["non-root"]["status"] == "fail"
+    assert all(worker["uids"] == [0] * 4 for worker in rules["non-root"]["evidence"]["processes"])
     assert_passes(rules, "base-os", "entry-points", "image-size", "no-credentials", "serves-isolated")
 
 
@@ -130,7 +160,10 @@ def test_a_start_up_that_needs_the_network_fails_the_serve_rule(project, tmp_pat
     serve = rules["serves-isolated"]
     assert serve["status"] == "fail" and "before /ping answered" in serve["found"]
     assert "must not need the network" in serve["fix"]
-    assert_passes(rules, "base-os", "non-root", "entry-points", "image-size", "no-credentials")
+    assert_passes(rules, "base-os", "entry-points", "image-size", "no-credentials")
+    assert (
+        rules["non-root"]["status"] == "fail" and "not checked: the image did not serve" in rules["non-root"]["found"]
+    )
 
 
 def test_a_base_os_missing_from_the_given_list_fails_the_base_os_rule(project, tmp_path):

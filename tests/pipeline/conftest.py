@@ -16,18 +16,18 @@ import time
 
 
 def model_fn(model_dir):
-    return None
+    # Opened while the worker is root: it answers requests as an unprivileged user, who cannot open test files.
+    return open(os.environ.get("RECORD_FILE", os.devnull), "a", buffering=1)
 
 
-def transform_fn(model, body, content_type, accept, context):
-    with open(os.environ["RECORD_FILE"], "a") as record:
-        seen = {
-            "content_type": content_type,
-            "accept": accept,
-            "custom_attributes": context.custom_attributes,
-            "inference_id": context.inference_id,
-        }
-        record.write(json.dumps(seen) + "\\n")
+def transform_fn(record, body, content_type, accept, context):
+    seen = {
+        "content_type": content_type,
+        "accept": accept,
+        "custom_attributes": context.custom_attributes,
+        "inference_id": context.inference_id,
+    }
+    record.write(json.dumps(seen) + "\\n")
     time.sleep(float(os.environ.get("SLEEP_SECONDS", "0")))
     if os.environ.get("DROP_FIRST_COLUMN"):
         body = "".join(line.split(",", 1)[1] + "\\n" for line in body.decode().splitlines() if line)
@@ -40,7 +40,7 @@ RECORDER_DEFAULT_ACCEPT = "application/jsonlines"
 @pytest.fixture(scope="session")
 def recorder_dir(tmp_path_factory) -> Path:
     """A container that passes its request body on (dropping the first CSV column with DROP_FIRST_COLUMN=1)
-    and appends what it received to $RECORD_FILE."""
+    and appends what it received to $RECORD_FILE (when set)."""
     model_dir = tmp_path_factory.mktemp("recorder")
     (model_dir / "code").mkdir()
     (model_dir / "code" / "inference.py").write_text(RECORDER_CODE)

@@ -108,3 +108,23 @@ def test_a_transform_job_runs_through_the_pipeline(example, tmp_path):
     expected = expected_labels(example.parent / "models", rows)
     assert (tmp_path / "out" / "a.csv.out").read_text().splitlines() == expected[:400]
     assert (tmp_path / "out" / "more" / "b.csv.out").read_text().splitlines() == expected[400:]
+
+
+def test_every_container_publishes_the_inference_keys_it_can_emit(example):
+    """As Autopilot's containers: the algorithm, followed by the label decoder, does not list labels."""
+    algorithm_keys = "predicted_label,probability,probabilities"
+    decoder_keys = "predicted_label,probability,probabilities,labels"
+    written = json.loads(example.read_text())
+    assert [c["Environment"].get("SAGEMAKER_INFERENCE_SUPPORTED") for c in written["Containers"]] == [
+        None,
+        algorithm_keys,
+        decoder_keys,
+    ]
+    # A definition that does not say gets the same hints from its models.
+    for container in written["Containers"]:
+        container["Environment"].pop("SAGEMAKER_INFERENCE_SUPPORTED", None)
+    unsaid = example.with_name("unsaid.json")
+    unsaid.write_text(json.dumps(written))
+    with running_pipeline(unsaid, workers=1) as endpoint:
+        published = [c.spec.env.get("SAGEMAKER_INFERENCE_SUPPORTED") for c in endpoint.containers]
+    assert published == [None, algorithm_keys, decoder_keys]

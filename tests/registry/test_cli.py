@@ -104,6 +104,17 @@ def test_register_a_model_directory_with_its_recorded_metrics(registry_cli, mode
     assert described["CustomerMetadataProperties"]["training.accuracy"] == "0.558612"
     (container,) = described["InferenceSpecification"]["Containers"]
     assert container["Framework"] == "XGBOOST" and container["FrameworkVersion"] == "2.1.3"
+    # A classifier with probabilities can emit every inference key.
+    supported = container["Environment"]["SAGEMAKER_INFERENCE_SUPPORTED"]
+    assert supported == "predicted_label,probability,probabilities,labels"
+
+
+def test_a_registered_regressor_publishes_the_one_key_it_emits(registry_cli, sample_model):
+    registered = registry_cli("register", sample_model("sklearn", "joblib", "regression"), "--group", "rings")
+    assert registered.returncode == 0, registered.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "rings/1").stdout)
+    (container,) = described["InferenceSpecification"]["Containers"]
+    assert container["Environment"] == {"SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label"}
 
 
 def test_a_transform_job_runs_against_a_registry_package(registry_cli, model_dir, tmp_path):

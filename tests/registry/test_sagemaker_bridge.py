@@ -15,7 +15,8 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, push
+from modelcrate.registry.artifacts import file_digest
+from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, model_data_urls, push
 
 BUCKET = "models"
 S3_MODEL = "s3://models/abalone/7/model.tar.gz"
@@ -150,7 +151,7 @@ def test_export_of_a_full_package_is_a_create_model_package_input_botocore_accep
     package = described_package()
     original = copy.deepcopy(package)
 
-    request = create_model_package_request(package, S3_MODEL)
+    request = create_model_package_request(package, {0: S3_MODEL})
 
     assert botocore_report(request) == ""
     assert package == original
@@ -185,7 +186,7 @@ def test_only_an_approved_package_is_exported(status):
     else:
         package["ModelApprovalStatus"] = status
     with pytest.raises(BridgeError, match="only an Approved package") as refusal:
-        create_model_package_request(package, S3_MODEL)
+        create_model_package_request(package, {0: S3_MODEL})
     assert str(status or "no ModelApprovalStatus") in str(refusal.value)
     assert "model-package/abalone/7" in str(refusal.value)
 
@@ -198,57 +199,133 @@ def test_a_local_model_data_url_is_refused_without_an_s3_replacement(local):
         create_model_package_request(described_package(model_data_url=local))
     message = str(refusal.value)
     assert f"InferenceSpecification.Containers[0].ModelDataUrl is the local {local!r}" in message
-    assert "model_data_url" in message and "push" in message
+    assert "model data URL" in message and "push" in message
 
 
 def test_the_replacement_must_be_an_s3_uri():
     with pytest.raises(BridgeError, match="must be an s3:// URI"):
-        create_model_package_request(described_package(), "/tmp/model.tar.gz")
+        create_model_package_request(described_package(), {0: "/tmp/model.tar.gz"})
 
 
 def test_a_request_botocore_rejects_shows_botocore_report():
     package = described_package()
     package["InferenceSpecification"]["Containers"][0]["Environment"] = {"MODELCRATE_WORKERS": 2}
     with pytest.raises(BridgeError, match="not a valid CreateModelPackage request") as refusal:
-        create_model_package_request(package, S3_MODEL)
-    same_breakage = create_model_package_request(described_package(), S3_MODEL)
+        create_model_package_request(package, {0: S3_MODEL})
+    same_breakage = create_model_package_request(described_package(), {0: S3_MODEL})
     same_breakage["InferenceSpecification"]["Containers"][0]["Environment"] = {"MODELCRATE_WORKERS": 2}
     report = botocore_report(same_breakage)
     assert "Invalid type for parameter InferenceSpecification.Containers[0].Environment.MODELCRATE_WORKERS" in report
     assert report in str(refusal.value)
 
 
+def three_containers() -> dict:
+    """An Autopilot-shaped package: features, algorithm and labels, each with its own model (by URL)."""
+    package = described_package()
+    container = package["InferenceSpecification"]["Containers"][0]
+    package["InferenceSpecification"]["Containers"] = [
+        {**container, "ContainerHostname": name, "ModelDataUrl": f"file:///registry/sha256/{name}/model.tar.gz"}
+        for name in ("features", "algorithm", "labels")
+    ]
+    package["AdditionalInferenceSpecifications"][0]["Containers"][0]["ModelDataUrl"] = (
+        "file:///registry/sha256/algorithm/model.tar.gz"
+    )
+    return package
+
+
+def test_each_container_gets_its_own_model_data_url_by_name_or_index():
+    package = three_containers()
+    urls = model_data_urls(package, ["features=s3://m/f.tar.gz", "1=s3://m/a=1/a.tar.gz", "labels=s3://m/l.tar.gz"])
+    assert urls == {0: "s3://m/f.tar.gz", 1: "s3://m/a=1/a.tar.gz", 2: "s3://m/l.tar.gz"}
+
+    request = create_model_package_request(package, urls)
+
+    assert [c["ModelDataUrl"] for c in request["InferenceSpecification"]["Containers"]] == list(urls.values())
+    # The Graviton variant of the algorithm holds the algorithm's model, so it follows it.
+    assert request["AdditionalInferenceSpecifications"][0]["Containers"][0]["ModelDataUrl"] == "s3://m/a=1/a.tar.gz"
+    assert botocore_report(request) == ""
+
+
+def test_one_url_for_containers_holding_different_models_is_refused():
+    with pytest.raises(BridgeError, match=r"hold different models \(features, algorithm, labels\)") as refusal:
+        model_data_urls(three_containers(), [S3_MODEL])
+    assert "--model-data-url features=s3://" in str(refusal.value)
+    shared = three_containers()
+    for container in shared["InferenceSpecification"]["Containers"]:
+        container["ModelDataUrl"] = "file:///registry/sha256/same/model.tar.gz"
+    assert model_data_urls(shared, [S3_MODEL]) == {0: S3_MODEL, 1: S3_MODEL, 2: S3_MODEL}
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        (["scaler=s3://m/s.tar.gz"], "has no container scaler with a model; its containers: features, algorithm"),
+        (["3=s3://m/s.tar.gz"], "has no container 3 with a model"),
+        (["features=s3://m/f.tar.gz", "0=s3://m/g.tar.gz"], "container 0 of .* more than one model data URL"),
+        ([S3_MODEL, "labels=s3://m/l.tar.gz"], "not both"),
+    ],
+)
+def test_model_data_url_mistakes_are_named(values, problem):
+    with pytest.raises(BridgeError, match=problem):
+        model_data_urls(three_containers(), values)
+
+
+def test_a_container_left_without_an_s3_url_is_refused():
+    with pytest.raises(BridgeError, match=r"Containers\[2\].ModelDataUrl is the local"):
+        create_model_package_request(three_containers(), {0: "s3://m/f.tar.gz", 1: "s3://m/a.tar.gz"})
+
+
 def test_push_uploads_the_artifact_and_registers_versions_in_sagemaker(aws, artifact):
     s3, sagemaker = aws
-    first = push(described_package(), artifact, f"s3://{BUCKET}/registry/")
-    assert first["ModelDataUrl"] == f"s3://{BUCKET}/registry/abalone/7/model.tar.gz"
-    assert s3.get_object(Bucket=BUCKET, Key="registry/abalone/7/model.tar.gz")["Body"].read() == artifact.read_bytes()
+    digest = file_digest(artifact)
+    first = push(described_package(), {0: artifact}, f"s3://{BUCKET}/registry/")
+    url = f"s3://{BUCKET}/registry/abalone/7/{digest}/model.tar.gz"
+    assert first["Containers"] == [{"Index": 0, "ContainerHostname": "abalone", "ModelDataUrl": url, "Sha256": digest}]
+    key = f"registry/abalone/7/{digest}/model.tar.gz"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == artifact.read_bytes()
 
     described = sagemaker.describe_model_package(ModelPackageName=first["ModelPackageArn"])
     assert described["ModelPackageGroupName"] == "abalone"
     assert described["ModelApprovalStatus"] == "Approved"
-    assert described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == first["ModelDataUrl"]
+    assert described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == url
+    assert described["AdditionalInferenceSpecifications"][0]["Containers"][0]["ModelDataUrl"] == url
     assert described["CustomerMetadataProperties"] == {"team": "shellfish"}
     assert sagemaker.describe_model_package_group(ModelPackageGroupName="abalone")["ModelPackageGroupName"] == "abalone"
 
     # The group exists now; the next version joins it.
     second = push(
         {**described_package(), "ModelPackageVersion": 8},
-        artifact,
+        {0: artifact},
         f"s3://{BUCKET}/registry",
         client=sagemaker,
         s3_client=s3,
     )
-    assert second["ModelDataUrl"] == f"s3://{BUCKET}/registry/abalone/8/model.tar.gz"
+    assert second["Containers"][0]["ModelDataUrl"] == f"s3://{BUCKET}/registry/abalone/8/{digest}/model.tar.gz"
     listed = sagemaker.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]
     assert sorted(p["ModelPackageArn"] for p in listed) == sorted([first["ModelPackageArn"], second["ModelPackageArn"]])
 
 
+def test_containers_holding_the_same_model_share_one_object(aws, artifact, tmp_path):
+    s3, sagemaker = aws
+    other = tmp_path / "other" / "model.tar.gz"
+    other.parent.mkdir()
+    other.write_bytes(artifact.read_bytes() + b"\0")  # another model: other bytes
+    package = {**three_containers(), "ModelPackageGroupName": "shared"}
+    pushed = push(package, {0: artifact, 1: other, 2: artifact}, f"s3://{BUCKET}")
+    urls = [container["ModelDataUrl"] for container in pushed["Containers"]]
+    assert urls[0] == urls[2] != urls[1]
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="shared/7/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted({url.removeprefix(f"s3://{BUCKET}/") for url in urls})
+    landed = sagemaker.describe_model_package(ModelPackageName=pushed["ModelPackageArn"])
+    assert [c["ModelDataUrl"] for c in landed["InferenceSpecification"]["Containers"]] == urls
+
+
 def test_push_of_an_unversioned_package(aws, artifact):
     s3, sagemaker = aws
-    pushed = push(unversioned_package(), artifact, f"s3://{BUCKET}")
-    assert pushed["ModelDataUrl"] == f"s3://{BUCKET}/abalone-marketplace/model.tar.gz"
-    assert s3.get_object(Bucket=BUCKET, Key="abalone-marketplace/model.tar.gz")["Body"].read() == artifact.read_bytes()
+    pushed = push(unversioned_package(), {0: artifact}, f"s3://{BUCKET}")
+    key = f"abalone-marketplace/{file_digest(artifact)}/model.tar.gz"
+    assert pushed["Containers"][0]["ModelDataUrl"] == f"s3://{BUCKET}/{key}"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == artifact.read_bytes()
     described = sagemaker.describe_model_package(ModelPackageName="abalone-marketplace")
     assert described["ModelPackageArn"] == pushed["ModelPackageArn"]
     assert "ModelPackageGroupName" not in described
@@ -257,10 +334,9 @@ def test_push_of_an_unversioned_package(aws, artifact):
 def test_push_to_a_missing_bucket_says_so_and_registers_nothing(aws, artifact):
     _, sagemaker = aws
     package = {**described_package(), "ModelPackageGroupName": "no-bucket"}
-    with pytest.raises(
-        BridgeError, match=r"cannot upload .* to s3://no-such-bucket/no-bucket/7/model.tar.gz"
-    ) as refusal:
-        push(package, artifact, "s3://no-such-bucket")
+    where = r"s3://no-such-bucket/no-bucket/7/[0-9a-f]{64}/model.tar.gz"
+    with pytest.raises(BridgeError, match=rf"cannot upload .* to {where}") as refusal:
+        push(package, {0: artifact}, "s3://no-such-bucket")
     assert "NoSuchBucket" in str(refusal.value)
     listed = sagemaker.list_model_packages(ModelPackageGroupName="no-bucket")["ModelPackageSummaryList"]
     assert listed == []
@@ -271,7 +347,14 @@ def test_push_refuses_before_uploading_anything(aws, artifact):
     with pytest.raises(BridgeError, match="ModelApprovalStatus Rejected"):
         push(
             {**described_package(), "ModelApprovalStatus": "Rejected", "ModelPackageGroupName": "rejected"},
-            artifact,
+            {0: artifact},
             f"s3://{BUCKET}",
         )
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="rejected/")
+
+
+def test_a_model_data_url_for_a_package_without_models_is_refused():
+    package = described_package()
+    del package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    with pytest.raises(BridgeError, match="has no container with a ModelDataUrl to point at s3://"):
+        model_data_urls(package, [S3_MODEL])

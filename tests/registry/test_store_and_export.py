@@ -15,7 +15,8 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from modelcrate.registry.artifacts import ArtifactCorrupted, ArtifactStore
+from modelcrate.pipeline.example import ALGORITHM, FEATURES, LABELS, train_models
+from modelcrate.registry.artifacts import ArtifactCorrupted, ArtifactStore, pack_directory
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.service import Registry
 from tests.registry.conftest import package_request
@@ -83,7 +84,7 @@ def test_export_and_push_only_an_approved_package(aws, tmp_path, model_dir):
     pushed = cli(home, "registry", "push", "abalone/1", "--s3-prefix", "s3://exports/registry", env=moto_env)
     assert pushed.returncode == 0, pushed.stderr
     answer = json.loads(pushed.stdout)
-    bucket, _, key = answer["ModelDataUrl"][len("s3://") :].partition("/")
+    bucket, _, key = answer["Containers"][0]["ModelDataUrl"][len("s3://") :].partition("/")
     uploaded = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     digest = json.loads(cli(home, "registry", "describe-model-package", "--model-package-name", "abalone/1").stdout)
     assert hashlib.sha256(uploaded).hexdigest() == digest["ModelDataDigests"][0]
@@ -145,3 +146,144 @@ def test_a_registry_project_resolves_its_model_when_built(tmp_path, model_dir):
     refused = cli(home, "build", project, "--context-only")
     assert refused.returncode == 1
     assert "PendingManualApproval: only an Approved package may be exported or deployed" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def autopilot_models(tmp_path_factory) -> Path:
+    """The Autopilot-style example's three models (features, algorithm, labels): three different artifacts."""
+    models = tmp_path_factory.mktemp("autopilot") / "models"
+    train_models(models)
+    return models
+
+
+def register_autopilot_package(home: Path, models: Path, scratch: Path) -> None:
+    containers = []
+    for name in (FEATURES, ALGORITHM, LABELS):
+        (scratch / name).mkdir()
+        archive = pack_directory(models / name, scratch / name)
+        image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}:1"
+        containers.append({"ContainerHostname": name, "Image": image, "ModelDataUrl": str(archive)})
+    request = package_request(scratch / "unused", group="autopilot", ModelApprovalStatus="Approved")
+    request["InferenceSpecification"]["Containers"] = containers
+    (scratch / "request.json").write_text(json.dumps(request))
+    assert (
+        cli(home, "registry", "create-model-package-group", "--model-package-group-name", "autopilot").returncode == 0
+    )
+    created = cli(home, "registry", "create-model-package", "--cli-input-json", f"file://{scratch / 'request.json'}")
+    assert created.returncode == 0, created.stderr
+
+
+def test_push_gives_every_container_of_a_package_its_own_model(aws, tmp_path, autopilot_models):
+    moto_env, s3 = aws
+    home = tmp_path / "home"
+    register_autopilot_package(home, autopilot_models, tmp_path)
+    registered = json.loads(
+        cli(home, "registry", "describe-model-package", "--model-package-name", "autopilot/1").stdout
+    )
+    digests = registered["ModelDataDigests"]
+    assert len(set(digests)) == 3
+
+    pushed = cli(home, "registry", "push", "autopilot/1", "--s3-prefix", "s3://exports/registry", env=moto_env)
+    assert pushed.returncode == 0, pushed.stderr
+    answer = json.loads(pushed.stdout)
+    urls = [container["ModelDataUrl"] for container in answer["Containers"]]
+    assert len(set(urls)) == 3
+    for url, digest, container in zip(urls, digests, answer["Containers"], strict=True):
+        bucket, _, key = url[len("s3://") :].partition("/")
+        assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest() == digest
+        assert container["Sha256"] == digest
+    in_sagemaker = boto3.client("sagemaker").describe_model_package(ModelPackageName=answer["ModelPackageArn"])
+    landed = in_sagemaker["InferenceSpecification"]["Containers"]
+    assert [(c["ContainerHostname"], c["ModelDataUrl"]) for c in landed] == list(
+        zip((FEATURES, ALGORITHM, LABELS), urls, strict=True)
+    )
+
+
+def test_export_takes_a_model_data_url_per_container(aws, tmp_path, autopilot_models):
+    home = tmp_path / "home"
+    register_autopilot_package(home, autopilot_models, tmp_path)
+
+    one_for_all = cli(home, "registry", "export-sagemaker", "autopilot/1", "--model-data-url", "s3://exports/m.tar.gz")
+    assert one_for_all.returncode == 1
+    refusal = one_for_all.stderr.strip()
+    assert len(refusal.splitlines()) == 1
+    assert "different models" in refusal and "features=s3://" in refusal
+
+    exported = cli(
+        home,
+        "registry",
+        "export-sagemaker",
+        "autopilot/1",
+        *("--model-data-url", "features=s3://exports/f.tar.gz"),
+        *("--model-data-url", "1=s3://exports/a.tar.gz"),
+        *("--model-data-url", "labels=s3://exports/l.tar.gz"),
+    )
+    assert exported.returncode == 0, exported.stderr
+    request = json.loads(exported.stdout)
+    containers = request["InferenceSpecification"]["Containers"]
+    assert [c["ModelDataUrl"] for c in containers] == [
+        "s3://exports/f.tar.gz",
+        "s3://exports/a.tar.gz",
+        "s3://exports/l.tar.gz",
+    ]
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CreateModelPackageInput")
+    assert not ParamValidator().validate(request, shape).has_errors()
+
+    unknown = cli(
+        home, "registry", "export-sagemaker", "autopilot/1", "--model-data-url", "scaler=s3://exports/s.tar.gz"
+    )
+    assert (
+        unknown.returncode == 1
+        and "no container scaler" in unknown.stderr
+        and "features, algorithm, labels" in unknown.stderr
+    )
+
+
+def registry_project(home: Path, tmp_path: Path, package: str) -> Path:
+    """An XGBoost project whose model is the registry package ``package``, resolved when built."""
+    created = cli(
+        home,
+        "init",
+        "from-registry",
+        *("--framework", "xgboost", "--model-format", "json"),
+        *("--model-source", "registry", "--registry-package", package),
+        *("--yes", "--destination", tmp_path / "project"),
+    )
+    assert created.returncode == 0, created.stderr
+    return tmp_path / "project"
+
+
+def test_a_registry_project_refuses_a_package_of_another_framework(tmp_path, sample_model):
+    home = tmp_path / "home"
+    sklearn_model = sample_model("sklearn", "joblib", "regression")
+    registered = cli(home, "registry", "register", sklearn_model, "--group", "shells", "--approval-status", "Approved")
+    assert registered.returncode == 0, registered.stderr
+    project = registry_project(home, tmp_path, "shells")
+
+    refused = cli(home, "build", project, "--context-only")
+
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert (
+        "model-package/shells/1 is a SKLEARN model" in refused.stderr
+        and "this project serves xgboost" in refused.stderr
+    )
+    assert not (project / "model").exists()
+
+
+def test_a_registry_project_pins_the_framework_version_of_its_package(tmp_path, model_tar):
+    home = tmp_path / "home"
+    request = package_request(model_tar, group="pinned", ModelApprovalStatus="Approved")
+    request["InferenceSpecification"]["Containers"][0]["FrameworkVersion"] = "2.1.1"
+    assert cli(home, "registry", "create-model-package-group", "--model-package-group-name", "pinned").returncode == 0
+    created = cli(home, "registry", "create-model-package", "--cli-input-json", json.dumps(request))
+    assert created.returncode == 0, created.stderr
+    project = registry_project(home, tmp_path, "pinned")
+    assert "xgboost-cpu==2.1.3" in (project / "requirements.txt").read_text()  # nothing resolved yet: the default
+
+    built = cli(home, "build", project, "--context-only")
+
+    assert built.returncode == 0, built.stderr
+    requirements = (project / "requirements.txt").read_text()
+    assert "xgboost-cpu==2.1.1" in requirements and "2.1.3" not in requirements
+    assert "model-package/pinned/1" in requirements

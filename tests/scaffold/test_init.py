@@ -322,3 +322,71 @@ def test_optimize_leaves_a_model_it_cannot_compile_with_a_warning(tmp_path):
     model_dir = tmp_path / "demo" / "model"
     assert json.loads((model_dir / "modelcrate.json").read_text())["compiled"] is None
     assert sorted(p.name for p in model_dir.iterdir()) == ["model.keras", "modelcrate.json"]
+
+
+def generated_files(tmp_path, **chosen) -> tuple[str, str]:
+    """requirements.txt and the Dockerfile of a project made with these options (flags)."""
+    from modelcrate.scaffold.generate import generate
+
+    options, _ = resolve({**BASE, "destination": tmp_path / "project", **chosen}, env={})
+    project = generate(options).path
+    return (project / "requirements.txt").read_text(), (project / "Dockerfile").read_text()
+
+
+S3_XGBOOST = {"framework": "xgboost", "model_format": "json", "model_source": "s3"}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "requirement"),
+    [
+        # x86 CPUs: the CPU build, a 4.5 MB wheel (the full one is 154 MB and pulls NVIDIA's 323 MB NCCL).
+        ("cpu", "xgboost-cpu==2.1.3"),
+        ("ml.c5.xlarge", "xgboost-cpu==2.1.3"),
+        # GPUs need the full build's CUDA kernels.
+        ("gpu", "xgboost==2.1.3"),
+        ("ml.g4dn.xlarge", "xgboost==2.1.3"),
+        ("ml.p3.2xlarge", "xgboost==2.1.3"),
+        # Graviton: xgboost-cpu 2.1.3 has no aarch64 wheel; the full one for aarch64 is 4.2 MB, without CUDA.
+        ("ml.c7g.xlarge", "xgboost==2.1.3"),
+    ],
+)
+def test_xgboost_projects_pin_the_build_their_instance_type_needs(tmp_path, instance_type, requirement):
+    requirements, _ = generated_files(tmp_path, **S3_XGBOOST, instance_type=instance_type)
+    assert f"\n{requirement}\n" in requirements
+
+
+def test_xgboost_releases_before_the_cpu_build_pin_the_full_package(tmp_path, sample_model):
+    model = tmp_path / "model"
+    shutil.copytree(sample_model("xgboost", "json"), model)
+    metadata = json.loads((model / "modelcrate.json").read_text())
+    (model / "modelcrate.json").write_text(json.dumps({**metadata, "framework_version": "2.0.3"}))
+    requirements, _ = generated_files(
+        tmp_path, framework="xgboost", model_format="json", model_source="local", model_path=model / "model.json"
+    )
+    assert "\nxgboost==2.0.3\n" in requirements  # xgboost-cpu starts at 2.1.1
+
+
+def test_tensorflow_projects_keep_setuptools(tmp_path):
+    requirements, dockerfile = generated_files(
+        tmp_path, framework="tensorflow", model_format="keras", model_source="s3"
+    )
+    # TensorFlow declares setuptools as a dependency; ML Container Creator pins it the same way.
+    assert "\ntensorflow==2.20.0\nsetuptools>=65.0.0\n" in requirements
+    assert "pip uninstall --yes --quiet pip\n" in dockerfile
+    requirements, dockerfile = generated_files(tmp_path / "sk", framework="sklearn", model_source="s3")
+    assert "setuptools" not in requirements
+    assert "pip uninstall --yes --quiet pip setuptools\n" in dockerfile
+
+
+@pytest.mark.parametrize(
+    ("task", "keys"),
+    [("classification", "predicted_label,probability,probabilities,labels"), ("regression", "predicted_label")],
+)
+def test_generated_images_publish_the_inference_keys_their_model_can_emit(tmp_path, task, keys):
+    _, dockerfile = generated_files(tmp_path, model_format="joblib", sample_task=task)
+    assert f"ENV SAGEMAKER_INFERENCE_SUPPORTED={keys}\n" in dockerfile
+
+
+def test_an_image_whose_model_arrives_later_publishes_no_inference_keys(tmp_path):
+    _, dockerfile = generated_files(tmp_path, **S3_XGBOOST)
+    assert "SAGEMAKER_INFERENCE_SUPPORTED" not in dockerfile

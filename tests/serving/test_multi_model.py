@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import textwrap
 import threading
 import time
@@ -31,24 +32,41 @@ def transform_fn(model, body, content_type, accept):
 
 
 @pytest.fixture
-def root(sample_model, tmp_path) -> Path:
-    """The models directory, as SageMaker fills it: <root>/<name>/model."""
-    models = tmp_path / "models"
+def scratch() -> Path:
+    """Outside pytest's root-only temporary tree, sticky and world-writable like /tmp: the workers load models
+    and the holding hook writes files here after dropping root (the tests run as root)."""
+    directory = Path(tempfile.mkdtemp(prefix="modelcrate-mme-"))
+    directory.chmod(0o1777)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+def root(sample_model, scratch) -> Path:
+    """The models directory, as SageMaker fills it: <root>/<name>/model (readable by the workers' uid)."""
+    models = scratch / "models"
     shutil.copytree(sample_model("xgboost", "json", "classification"), models / "classifier" / "model")
     shutil.copytree(sample_model("xgboost", "json", "regression"), models / "regressor" / "model")
     shutil.copytree(sample_model("xgboost", "json", "regression"), models / "holder" / "model")
     (models / "holder" / "model" / "code").mkdir()
     (models / "holder" / "model" / "code" / "inference.py").write_text(textwrap.dedent(HOLDING_HOOK))
     (models / "empty" / "model").mkdir(parents=True)
+    for path in [models, *models.rglob("*")]:  # the samples were made in root-only directories
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return models
 
 
 @pytest.fixture
-def start_endpoint(root, start_server):
+def start_endpoint(root, start_server, xgboost_imported_at_start):
     def start(**env):
         return start_server(
             root,
-            env={"SAGEMAKER_MULTI_MODEL": "true", "MODELCRATE_MULTI_MODEL_ROOT": str(root), **env},
+            env={
+                "SAGEMAKER_MULTI_MODEL": "true",
+                "MODELCRATE_MULTI_MODEL_ROOT": str(root),
+                **xgboost_imported_at_start,
+                **env,
+            },
             workers=2,
         )
 
@@ -99,7 +117,7 @@ def worker_answering(server) -> int:
     return int(invoke(server, "holder", "who").text)
 
 
-def test_loads_and_unloads_reach_the_worker_that_did_not_answer_them(root, start_endpoint, start_server, tmp_path):
+def test_loads_and_unloads_reach_the_worker_that_did_not_answer_them(root, start_endpoint, start_server, scratch):
     server = start_endpoint()
     assert load(server, "holder", root / "holder" / "model").status == 200
     records = samples(root / "classifier" / "model")
@@ -107,11 +125,11 @@ def test_loads_and_unloads_reach_the_worker_that_did_not_answer_them(root, start
     want_json = single.invoke(records, "text/csv", "application/json")
     want_csv = single.invoke(records, "text/csv", "text/csv")
 
-    first = Hold(server, tmp_path / "release-1")  # worker X is busy: Y answers
+    first = Hold(server, scratch / "release-1")  # worker X is busy: Y answers
     y = worker_answering(server)
     assert load(server, "classifier", root / "classifier" / "model").status == 200
     on_y = invoke(server, "classifier", records, accept="application/json")
-    second = Hold(server, tmp_path / "release-2")  # X is still busy, so this holds Y
+    second = Hold(server, scratch / "release-2")  # X is still busy, so this holds Y
     x = first.end()  # X is free again and alone to answer
     assert x != y and set(server.worker_pids()) == {x, y}
     assert worker_answering(server) == x
@@ -123,7 +141,7 @@ def test_loads_and_unloads_reach_the_worker_that_did_not_answer_them(root, start
     assert server.request("DELETE", "/models/classifier").status == 200
     assert load(server, "regressor", root / "regressor" / "model").status == 200
 
-    third = Hold(server, tmp_path / "release-3")  # Y is busy, so this holds X
+    third = Hold(server, scratch / "release-3")  # Y is busy, so this holds X
     assert second.end() == y
     assert worker_answering(server) == y
     gone = invoke(server, "classifier", records)  # Y sees X's unload...

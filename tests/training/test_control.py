@@ -125,10 +125,12 @@ def test_the_job_is_laid_out_as_sagemaker_lays_it_out(workspace):
         data = job.prefix / "input/data"
         assert (data / "train/abalone.csv").read_bytes() == (workspace / "data/train/abalone.csv").read_bytes()
         assert (data / "validation/abalone.csv").read_bytes() == csv.read_bytes()  # a file becomes a channel dir
-        for writable in ("model", "output"):  # the image's user (uid 1000) writes these when mounted
+        for writable in ("model", "output"):  # `train` runs as the image starts (root), as on SageMaker
             path = job.prefix / writable
-            assert path.is_dir() and not any(path.iterdir()) and stat.S_IMODE(path.stat().st_mode) == 0o777
-        assert stat.S_IMODE((data / "train/abalone.csv").stat().st_mode) == 0o644
+            assert path.is_dir() and not any(path.iterdir()) and stat.S_IMODE(path.stat().st_mode) == 0o700
+        for path in [job.prefix, *job.prefix.rglob("*")]:  # owned by whoever laid it out (root in CI), private
+            assert path.stat().st_uid == os.getuid()
+            assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
         prefix = job.prefix
     assert not prefix.exists()
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="modelcrate",
@@ -43,7 +44,7 @@ def sample_model(
         with err.status(f"training {framework} {task} model on Abalone..."):
             metadata = create_sample_model(framework, model_format, task, output)
     except SampleModelError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     metrics = ", ".join(f"{k}={v}" for k, v in metadata.metrics.items())
     err.print(
@@ -112,7 +113,7 @@ def invoke(
     try:
         payload, _ = invoke_endpoint(url, body, content_type, accept, custom_attributes, timeout)
     except InvokeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.buffer.write(payload)
     if payload and not payload.endswith(b"\n"):
@@ -213,6 +214,7 @@ def init(
     """
     from rich.table import Table
 
+    from modelcrate.errors import ModelLoadError
     from modelcrate.scaffold.generate import generate
     from modelcrate.scaffold.options import OptionsError, resolve
 
@@ -228,11 +230,11 @@ def init(
             return
         with err.status(f"generating {options.target_dir}..."):
             project = generate(options, force=force)
-    except OptionsError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+    except (OptionsError, ModelLoadError) as exc:  # ModelLoadError: --optimize loads the model
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     for warning in project.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     err.print(
         f"[green]created[/] {project.path} ({options.framework} {project.framework_version}, {options.model_format}, "
         f"model source {options.model_source}). Next: modelcrate build {project.path}"
@@ -280,21 +282,25 @@ def build(
                 loaded, tag, base_image, platform, pip_ca, on_line=lambda line: status.update(f"[dim]{line[:100]}[/]")
             )
     except DockerError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"[green]built[/] {image}. Next: modelcrate test-image {project}")
 
 
 def _model_from_registry(project) -> None:
     """Resolve the project's registry package (GROUP: its latest Approved version; GROUP/N: that version,
-    which must be Approved) into the project's model/ directory, checked against its sha256."""
+    which must be Approved, of the project's framework) into the project's model/ directory, checked against its
+    sha256; requirements.txt pins the package's FrameworkVersion."""
     from modelcrate.registry.artifacts import ArtifactError
-    from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.registry.service import RegistryError
+    from modelcrate.scaffold.generate import place_registry_model
+    from modelcrate.scaffold.options import OptionsError
 
     try:
-        arn = Registry().export_model(project.options.registry_package, project.path / "model")
-    except (RegistryError, ArtifactError) as exc:
-        err.print(f"[red]error:[/] registry package {project.options.registry_package}: {exc}", highlight=False)
+        arn = place_registry_model(project.path, project.options)
+    except (RegistryError, ArtifactError, OptionsError) as exc:
+        package = project.options.registry_package
+        err.print(f"[red]error:[/] registry package {package}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"model: registry package {arn}")
 
@@ -326,14 +332,14 @@ def test_image_command(
         with err.status(f"testing {image} (network-isolated)..."):
             report = test_image(image, model_tar)
     except DockerError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     table = Table("check", "result", "detail", title=f"test-image {image}")
     for check in report.checks:
         table.add_row(
             check.name,
             "[green]pass[/]" if check.passed else "[red]FAIL[/]",
-            check.detail if not check.passed or check.name.startswith("healthy") else "",
+            check.detail if not check.passed or check.name.startswith(("healthy", "answers")) else "",
         )
     Console().print(table)
     if not report.passed:
@@ -366,7 +372,7 @@ def run(
                 err.print("stopping (SIGTERM, drains within 30 s)...")
         print(container.final_log[-3000:], file=sys.stderr)
     except DockerError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -43,7 +43,7 @@ def check_image_command(
     from rich.table import Table
 
     from modelcrate.containers.docker import DockerError
-    from modelcrate.containers.marketplace import FAIL, PASS, MarketplaceError, check_marketplace
+    from modelcrate.containers.marketplace import FAIL, NOTE, PASS, MarketplaceError, check_marketplace
 
     if not marketplace:
         err.print("[red]error:[/] say which rules to check: --marketplace (AWS Marketplace's)")
@@ -64,7 +64,7 @@ def check_image_command(
     if json_output:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        shown = {PASS: "[green]pass[/]", FAIL: "[red]FAIL[/]"}
+        shown = {PASS: "[green]pass[/]", FAIL: "[red]FAIL[/]", NOTE: "[yellow]note[/]"}
         table = Table(title=f"Marketplace readiness of {image}")
         for column in ("rule", "result", "found"):
             table.add_column(column, overflow="fold")  # paths and ids are evidence: never cut them short
@@ -76,6 +76,9 @@ def check_image_command(
             if rule.status == FAIL:
                 explained = f"{rule.title}: {escape(rule.found)}\n  what to do: {escape(rule.fix)}"
                 console.print(f"[red]FAIL[/] {explained}", highlight=False)
+            elif rule.status == NOTE:
+                explained = f"{rule.title}: {escape(rule.found)}\n  why, and what to do: {escape(rule.fix)}"
+                console.print(f"[yellow]note[/] {explained}", highlight=False)
         audit = next(rule for rule in report.rules if rule.rule == "dependency-audit")
         rows = [(f, "no") for f in audit.evidence.get("findings", [])]
         rows += [(f, "yes (--ignore-vuln)") for f in audit.evidence.get("accepted", [])]

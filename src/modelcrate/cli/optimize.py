@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from modelcrate.cli import app, err
 from modelcrate.predictors.compiled import MISSING_BY_GRAPH, MISSING_BY_ORIGINAL, MISSING_REFUSED
@@ -34,7 +35,7 @@ def optimize(
         with err.status(f"compiling and verifying {model_dir}..."):
             record = compile_model(model_dir)
     except ModelLoadError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except NotCompilable as exc:
         err.print(f"[yellow]warning:[/] not compiled, the original model serves as before: {exc}", highlight=False)

@@ -283,7 +283,12 @@ def _all_groups(registry) -> list[dict]:
 def export_sagemaker(
     package: Annotated[str, typer.Argument(help="GROUP/N, a package ARN, or an unversioned package's name.")],
     model_data_url: Annotated[
-        str | None, typer.Option(help="The s3:// location the model.tar.gz will have (SageMaker cannot read ours).")
+        list[str] | None,
+        typer.Option(
+            help="The s3:// location each container's model.tar.gz will have (SageMaker cannot read ours): "
+            "NAME=s3://... per container (its ContainerHostname or index; repeat the option), or one s3:// URI "
+            "when every container holds the same model."
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the JSON here instead of stdout.")] = None,
 ) -> None:
@@ -292,11 +297,12 @@ def export_sagemaker(
     Example: modelcrate registry export-sagemaker abalone/3 --model-data-url s3://bucket/abalone/3/model.tar.gz
     > request.json && aws sagemaker create-model-package --cli-input-json file://request.json
     """
-    from modelcrate.registry.sagemaker import BridgeError, create_model_package_request
+    from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, model_data_urls
     from modelcrate.registry.service import Registry, RegistryError
 
     try:
-        request = create_model_package_request(Registry().describe_model_package(package), model_data_url)
+        described = Registry().describe_model_package(package)
+        request = create_model_package_request(described, model_data_urls(described, model_data_url or []))
     except (RegistryError, BridgeError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -311,10 +317,11 @@ def export_sagemaker(
 @registry_app.command()
 def push(
     package: Annotated[str, typer.Argument(help="GROUP/N, a package ARN, or an unversioned package's name.")],
-    s3_prefix: Annotated[str, typer.Option(help="s3://bucket/prefix for the model.tar.gz.")],
+    s3_prefix: Annotated[str, typer.Option(help="s3://bucket/prefix for the models (model.tar.gz).")],
 ) -> None:
-    """Register an Approved package in SageMaker with boto3: its model (checked against its sha256) is uploaded
-    under --s3-prefix, then CreateModelPackage is called (the group is created when missing).
+    """Register an Approved package in SageMaker with boto3: each container's model (checked against its sha256)
+    is uploaded under --s3-prefix as <group>/<version>/<sha256>/model.tar.gz, then CreateModelPackage is called
+    with each container pointing at its own model (the group is created when missing).
 
     Uses the usual AWS credentials and region; AWS_ENDPOINT_URL points at another endpoint.
     """
@@ -327,8 +334,8 @@ def push(
         registry = Registry()
         described = registry.describe_model_package(package)
         with tempfile.TemporaryDirectory(prefix="modelcrate-push-") as scratch:
-            artifact = registry.verified_artifact(package, Path(scratch))
-            answer = push_package(described, artifact, s3_prefix)
+            artifacts = registry.verified_artifacts(package, Path(scratch))
+            answer = push_package(described, artifacts, s3_prefix)
     except (RegistryError, BridgeError, ArtifactError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

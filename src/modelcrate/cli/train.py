@@ -112,20 +112,27 @@ def _algorithm_name(image: str) -> str:
 
 def _register(model_dir: Path, model_tar: Path, image: str, group: str) -> str:
     """The trained model as the next version of GROUP, with the algorithm that trained it; returns its ARN."""
+    # Imported here, not by `train`: only --register needs the registry extra.
     from modelcrate.registry.register import registration_request
-    from modelcrate.registry.service import NotFound, Registry
+    from modelcrate.registry.service import NotFound, Registry, RegistryError
 
-    registry = Registry()
-    with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
-        request = registration_request(model_dir, group, image=image, scratch=Path(scratch))
-        request["SourceAlgorithmSpecification"] = {
-            "SourceAlgorithms": [{"AlgorithmName": _algorithm_name(image), "ModelDataUrl": str(model_tar.resolve())}]
-        }
-        try:
-            registry.describe_model_package_group(group)
-        except NotFound:
-            registry.create_model_package_group({"ModelPackageGroupName": group})
-        return registry.create_model_package(request)["ModelPackageArn"]
+    try:
+        registry = Registry()
+        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
+            request = registration_request(model_dir, group, image=image, scratch=Path(scratch))
+            request["SourceAlgorithmSpecification"] = {
+                "SourceAlgorithms": [
+                    {"AlgorithmName": _algorithm_name(image), "ModelDataUrl": str(model_tar.resolve())}
+                ]
+            }
+            try:
+                registry.describe_model_package_group(group)
+            except NotFound:
+                registry.create_model_package_group({"ModelPackageGroupName": group})
+            return registry.create_model_package(request)["ModelPackageArn"]
+    except RegistryError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -160,7 +167,6 @@ def train(
     from modelcrate.containers.docker import DockerError
     from modelcrate.containers.training_job import TrainingJobError, training_job
     from modelcrate.registry.artifacts import ArtifactError
-    from modelcrate.registry.service import RegistryError
 
     channels = _channels(channel)
     values = _hyperparameters(hyperparameters)
@@ -201,7 +207,7 @@ def train(
                 arn = _register(result.model_dir, model_tar, image, register)
                 print(arn)
                 err.print(f"[green]registered[/] {arn}", highlight=False)
-    except (DockerError, TrainingJobError, RegistryError, ArtifactError) as exc:
+    except (DockerError, TrainingJobError, ArtifactError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 

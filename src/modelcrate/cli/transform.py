@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from modelcrate.cli import app, err
 
@@ -181,7 +182,7 @@ def transform(
                 progress=advance,
             )
     except (JobError, TargetError, StorageError, ServerError, PipelineDefinitionError, PipelineError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     finally:
         stack.close()

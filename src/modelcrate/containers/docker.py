@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import modelcrate
+from modelcrate.containers.runtime_wheel import build_runtime_wheel
 from modelcrate.scaffold.generate import PROJECT_FILE
 from modelcrate.scaffold.options import ProjectOptions
 
@@ -61,47 +60,13 @@ class Project:
         return f"{self.options.project_name}:latest"
 
 
-def source_root() -> Path:
-    """The modelcrate source tree the runtime wheel is built from."""
-    root = Path(modelcrate.__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file():
-        raise DockerError(
-            "modelcrate is not installed from a source checkout, so its wheel cannot be rebuilt; "
-            "set MODELCRATE_WHEEL to a modelcrate wheel file"
-        )
-    return root
-
-
 def place_runtime_wheel(project: Path) -> Path:
-    """Put exactly one modelcrate wheel in ``project/dist`` (the image installs it)."""
+    """Put exactly one modelcrate runtime wheel in ``project/dist`` (the image installs it)."""
     dist = project / "dist"
     dist.mkdir(exist_ok=True)
     for old in dist.glob("modelcrate-*.whl"):
         old.unlink()
-    given = os.environ.get("MODELCRATE_WHEEL")
-    if given:
-        return Path(shutil.copy2(given, dist))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(dist),
-            str(source_root()),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = list(dist.glob("modelcrate-*.whl"))
-    if result.returncode != 0 or len(wheels) != 1:
-        raise DockerError(f"building the modelcrate wheel failed: {result.stderr.strip()[-500:]}")
-    return wheels[0]
+    return build_runtime_wheel(dist)
 
 
 def build_image(

@@ -1,4 +1,5 @@
-"""``modelcrate test-image``: run an image network-isolated and check it answers what the model recorded.
+"""``modelcrate test-image``: run an image network-isolated and check it answers what the model recorded, and
+that no root process answers requests.
 
 Under ``--network none`` nothing outside can reach the server, so the requests are sent from inside the
 container (``docker exec``), by the image's own Python: the check needs nothing but the image.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from modelcrate.containers.docker import DockerError, container_logs, docker, ru
 
 HEALTH_DEADLINE_S = 240  # SageMaker's limit for a container to become healthy
 KEYS = "inference_output=predicted_label,probabilities"
+ANSWERS_AS_NON_ROOT = "answers requests as non-root"
+WORKERS_SETTLE_S = 60  # for every worker to finish loading (as root) and drop to its unprivileged user
 CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
 
 # Runs inside the container: waits for /ping, then sends each request and prints the answers as JSON.
@@ -53,6 +57,41 @@ for r in spec["requests"]:
 print(json.dumps({"healthy": True, "healthy_after_s": healthy_after, "answers": answers}))
 """
 
+# Runs inside the container as the user it started as (who can read the open files of the processes it started):
+# each process holding a socket that listens on the port, and each process whose open files cannot be read (one
+# that changed its ids is not dumpable, and reading its files would need CAP_SYS_PTRACE, which containers lack),
+# with its parent, ids (real, effective, saved, filesystem) and no_new_privs.
+_LISTENERS = r"""
+import json, os, sys
+port = int(sys.argv[1])
+listening = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        rows = open(table).read().splitlines()[1:]
+    except OSError:
+        continue
+    for row in rows:
+        fields = row.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+            listening.add("socket:[%s]" % fields[9])
+found = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        status = dict(line.split(":\t", 1) for line in open("/proc/%s/status" % pid) if ":\t" in line)
+        command = open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        continue
+    try:
+        holds = bool({os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)} & listening)
+    except OSError:
+        holds = None
+    if holds is not False:
+        found.append({"pid": int(pid), "ppid": int(status["PPid"]), "holds_socket": holds,
+                      "uids": status["Uid"].split(), "gids": status["Gid"].split(),
+                      "no_new_privs": status.get("NoNewPrivs", "0").strip() == "1", "command": command.strip()})
+print(json.dumps(found))
+"""
+
 
 @dataclass
 class Check:
@@ -62,10 +101,68 @@ class Check:
 
 
 @dataclass
+class ServingProcess:
+    pid: int
+    uids: tuple[int, ...]  # real, effective, saved, filesystem
+    gids: tuple[int, ...]
+    no_new_privs: bool
+    command: str
+
+    @property
+    def root(self) -> bool:
+        """Any id 0 is root: a saved uid 0 can be taken back."""
+        return 0 in self.uids or 0 in self.gids
+
+    def describe(self) -> str:
+        ids = f"uid {self.uids[1]} gid {self.gids[1]}" if not self.root else f"uids {self.uids} gids {self.gids}"
+        return f"pid {self.pid} {ids}{', no_new_privs' if self.no_new_privs else ''} ({self.command[:60]})"
+
+
+def answering_processes(processes: list[dict]) -> list[ServingProcess]:
+    """The processes that accept connections on the listening socket: of those holding it, and those whose open
+    files could not be read (``holds_socket`` None) forked by a holder, the ones with no such child. A pre-forking
+    master (ours, gunicorn's, nginx's) holds the socket but leaves accepting to its workers, which may have changed
+    their ids (and so hide their open files); a single-process server is its own answerer."""
+    holders = {p["pid"] for p in processes if p["holds_socket"]}
+    candidates = [p for p in processes if p["holds_socket"] or (p["holds_socket"] is None and p["ppid"] in holders)]
+    parents = {p["ppid"] for p in candidates}
+    return [
+        ServingProcess(
+            p["pid"],
+            tuple(map(int, p["uids"])),
+            tuple(map(int, p["gids"])),
+            p["no_new_privs"],
+            p["command"],
+        )
+        for p in candidates
+        if p["pid"] not in parents
+    ]
+
+
+def serving_processes(container: str, port: int, settle_s: float = WORKERS_SETTLE_S) -> list[ServingProcess]:
+    """The processes answering on ``port``. A worker still loading (as root, before it drops) holds the socket
+    too: the listing is read again until none is root, for up to ``settle_s``; then the last one stands."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        output = docker("exec", container, "python", "-c", _LISTENERS, str(port), timeout=60)
+        processes = answering_processes(json.loads(output.strip().splitlines()[-1]))
+        if (processes and not any(p.root for p in processes)) or time.monotonic() > deadline:
+            return processes
+        time.sleep(0.5)
+
+
+def non_root_check(processes: list[ServingProcess]) -> Check:
+    passed = bool(processes) and not any(p.root for p in processes)
+    shown = "; ".join(p.describe() for p in processes) or "no process listens on the port"
+    return Check(ANSWERS_AS_NON_ROOT, passed, shown)
+
+
+@dataclass
 class ImageReport:
     image: str
     checks: list[Check] = field(default_factory=list)
     healthy_after_s: float | None = None
+    serving_processes: list[ServingProcess] = field(default_factory=list)  # the ones that answer requests
 
     @property
     def passed(self) -> bool:
@@ -105,15 +202,15 @@ def _matches(got, expected: dict, tolerance: dict[str, float]) -> bool:
 
 @contextmanager
 def unpacked_model(model_tar: Path | None) -> Iterator[Path | None]:
-    """SageMaker's ModelDataUrl: a model.tar.gz unpacked into /opt/ml/model (here: a read-only mount)."""
+    """SageMaker's ModelDataUrl: a model.tar.gz unpacked into /opt/ml/model (here: a read-only mount), as the
+    platform and its SDK unpack it: owned by the unpacking user (root), directories 0700, files 0600."""
     if model_tar is None:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="modelcrate-model-") as scratch, tarfile.open(model_tar) as archive:
         archive.extractall(scratch, filter="data")
-        # The server runs as a non-root user: the mounted model must be readable by anyone.
         for path in [Path(scratch), *Path(scratch).rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
+            path.chmod(0o700 if path.is_dir() else 0o600)
         yield Path(scratch)
 
 
@@ -134,8 +231,6 @@ def read_metadata(image: str, model_dir: Path | None) -> dict:
 def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
     report = ImageReport(image)
     labels = docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)
-    user = docker("image", "inspect", "--format", "{{.Config.User}}", image).strip()
-    report.checks.append(Check("runs as a non-root user", user not in ("", "root", "0"), user or "root"))
     report.checks.append(
         Check(
             "label accept-bind-to-port",
@@ -163,6 +258,8 @@ def test_image(image: str, model_tar: Path | None = None) -> ImageReport:
                 return report
             report.healthy_after_s = result["healthy_after_s"]
             report.checks.append(Check("healthy under --network none", True, f"{report.healthy_after_s:.2f} s"))
+            report.serving_processes = serving_processes(container.id, 8080)
+            report.checks.append(non_root_check(report.serving_processes))
             answers = iter(result["answers"])
             for number, sample in enumerate(samples, start=1):
                 for content_type in CONTENT_TYPES:

@@ -1,9 +1,9 @@
 """``modelcrate check-image --marketplace``: will AWS Marketplace accept this image? One verdict per rule.
 
 Every rule looks at the image itself, never at the project that built it: the base OS from its os-release,
-the user it runs as, what is on its PATH, its size, its filesystem (streamed once through ``docker export``)
-and its Python distributions (audited on the host with pip-audit). Serving (and training, for algorithms)
-runs with ``--network none``, as Marketplace runs a buyer's containers.
+the ids of the processes answering its requests, what is on its PATH, its size, its filesystem (streamed once
+through ``docker export``) and its Python distributions (audited on the host with pip-audit). Serving (and
+training, for algorithms) runs with ``--network none``, as Marketplace runs a buyer's containers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from modelcrate.containers.docker import DOCKER, DockerError, docker, require_engine
-from modelcrate.containers.image_test import test_image
+from modelcrate.containers.image_test import ANSWERS_AS_NON_ROOT, ServingProcess, test_image
 from modelcrate.containers.training_job import (
     TRAINING_LABEL,
     image_training_spec,
@@ -31,11 +31,14 @@ from modelcrate.containers.training_job import (
 from modelcrate.registry.artifacts import pack_directory
 
 SUPPORTED_OS_FILE = Path(__file__).with_name("marketplace_os.json")
+# The file's two lists: what Marketplace's scan (Amazon ECR's) reads, and the SageMaker developer guide's older one.
+SCANNED_SYSTEMS, DEVELOPER_GUIDE_SYSTEMS = "systems", "developer_guide_systems"
 # Marketplace sets no image size limit of its own (ECR's quotas apply: at most 52,000 MiB per layer); 10 GB is
 # SageMaker Serverless Inference's image limit, and a smaller image starts endpoints and jobs sooner.
 DEFAULT_MAX_SIZE_GB = 10.0
 
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not applicable"
+NOTE = "note"  # said on its own line, never a failure
 
 # Credentials: any .aws path anywhere, access key ids in the files people put configuration and code in.
 AWS_ACCESS_KEY = re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
@@ -107,17 +110,22 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
-def load_supported_os(path: Path | None = None) -> list[dict]:
+def load_supported_os(path: Path | None = None, key: str = SCANNED_SYSTEMS) -> list[dict]:
+    """A list of ``path`` (default: the shipped file). A system without ``versions`` accepts every release."""
     path = path or SUPPORTED_OS_FILE
     try:
-        systems = json.loads(path.read_text())["systems"]
+        systems = json.loads(path.read_text())[key]
         for system in systems:
-            if not isinstance(system["id"], str) or not all(isinstance(v, str) for v in system["versions"]):
-                raise TypeError("id and versions must be strings")
+            versions = system.get("versions", [])
+            if not isinstance(system["id"], str) or not isinstance(versions, list):
+                raise TypeError("id must be a string and versions a list")
+            if not all(isinstance(v, str) for v in versions):
+                raise TypeError("versions must be strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MarketplaceError(
             f"cannot read the supported OS list {path}: {exc}; it must be JSON like "
-            '{"systems": [{"id": "debian", "name": "Debian", "versions": ["12"]}]} (ID and VERSION_ID of os-release)'
+            '{"systems": [{"id": "debian", "name": "Debian", "versions": ["12"]}, {"id": "amzn", "name": '
+            '"Amazon Linux"}]} (ID and VERSION_ID of os-release; no versions: every release)'
         ) from None
     return systems
 
@@ -126,9 +134,26 @@ def _version_matches(version_id: str, supported: str) -> bool:
     return version_id == supported or version_id.startswith(supported + ".")  # "9" covers "9.4", "3.22" "3.22.1"
 
 
+def _listed(systems: list[dict]) -> str:
+    return "; ".join(
+        f"{s.get('name', s['id'])} ({s['id']}) {', '.join(s['versions']) if 'versions' in s else 'any release'}"
+        for s in systems
+    )
+
+
+def _on_list(os_id: str, version_id: str, systems: list[dict]) -> tuple[bool, bool]:
+    """(the OS is on the list, this release is)."""
+    system = next((s for s in systems if s["id"] == os_id), None)
+    if system is None:
+        return False, False
+    if "versions" not in system:
+        return True, True
+    return True, bool(version_id) and any(_version_matches(version_id, v) for v in system["versions"])
+
+
 def base_os_rule(os_release: dict[str, str] | None, systems: list[dict], where: str) -> RuleResult:
     title = "base OS can be scanned"
-    listed = "; ".join(f"{s.get('name', s['id'])} ({s['id']}) {', '.join(s['versions'])}" for s in systems)
+    listed = _listed(systems)
     if not os_release or not os_release.get("ID"):
         return RuleResult(
             "base-os",
@@ -141,10 +166,10 @@ def base_os_rule(os_release: dict[str, str] | None, systems: list[dict], where: 
     shown = os_release.get("PRETTY_NAME") or f"{os_id} {version_id}"
     evidence = {"id": os_id, "version_id": version_id, "pretty_name": shown}
     found = f"{shown} (ID={os_id}, VERSION_ID={version_id or 'none'}, from /{where})"
-    system = next((s for s in systems if s["id"] == os_id), None)
-    if system and version_id and any(_version_matches(version_id, v) for v in system["versions"]):
+    known_os, known_release = _on_list(os_id, version_id, systems)
+    if known_release:
         return RuleResult("base-os", title, PASS, found, evidence=evidence)
-    why = "that release is not on the list" if system else "that OS is not on the list"
+    why = "that release is not on the list" if known_os else "that OS is not on the list"
     return RuleResult(
         "base-os",
         title,
@@ -152,6 +177,35 @@ def base_os_rule(os_release: dict[str, str] | None, systems: list[dict], where: 
         f"{found}: {why}",
         f"change BASE_IMAGE to a supported OS ({listed}); if AWS now scans this one, pass an updated list with "
         "--supported-os FILE",
+        evidence,
+    )
+
+
+def developer_guide_os_rule(os_release: dict[str, str] | None, guide_systems: list[dict]) -> RuleResult:
+    """Whether the base is on the SageMaker developer guide's older list. Never a failure: Marketplace's scan
+    reads what the base-os rule checks, and nothing on the guide's list but Amazon Linux runs the pinned stack."""
+    rule, title = "base-os-developer-guide", "base OS on the SageMaker developer guide's list"
+    if not os_release or not os_release.get("ID"):
+        return RuleResult(rule, title, NOT_APPLICABLE, "the image has no os-release (see the base OS rule)")
+    os_id, version_id = os_release["ID"], os_release.get("VERSION_ID", "")
+    shown = os_release.get("PRETTY_NAME") or f"{os_id} {version_id}"
+    evidence = {"id": os_id, "version_id": version_id}
+    if _on_list(os_id, version_id, guide_systems)[1]:
+        return RuleResult(rule, title, PASS, f"{shown} is on it", evidence=evidence)
+    return RuleResult(
+        rule,
+        title,
+        NOTE,
+        f"{shown} is not on the SageMaker developer guide's list of OSes scanned for Marketplace "
+        f"({_listed(guide_systems)})",
+        "that list predates Marketplace's scan by Amazon ECR (the base OS rule) and, but for Amazon Linux, names "
+        "only releases past their end of life, which cannot run this image's pinned stack: its Python 3.11 (numpy "
+        "2.4 needs Python >= 3.11; Debian 10 and Ubuntu 18.10 ship 3.7 at most) and manylinux wheels that need "
+        "glibc 2.27 or newer (numpy, scipy; xgboost's full build 2.28), where CentOS and Oracle Linux 7 have glibc "
+        "2.17, Amazon Linux 2 has 2.26 and Alpine has musl. To be on both lists, build FROM an Amazon Linux 2023 image "
+        "with Python 3.11 (glibc 2.34) and choose it with modelcrate init --base-image IMAGE (or modelcrate build "
+        "--base-image IMAGE); this machine's scripts/setup-docker.sh can only debootstrap Debian bookworm or "
+        "bullseye, so build that base where Amazon Linux images can be pulled",
         evidence,
     )
 
@@ -309,18 +363,38 @@ def probe_image(image: str) -> Probe:
     return Probe(data["uid"], data["paths"], [tuple(item) for item in data["distributions"]])
 
 
-def non_root_rule(user: str, probe: Probe) -> RuleResult:
-    title = "runs as non-root"
-    name = user.split(":")[0]
-    fix = "add `USER model` (a user made with `useradd --system model`) after the last step that needs root"
-    if name in ("", "root", "0"):
-        return RuleResult(
-            "non-root", title, FAIL, f"USER {user or '(not set)'}: the image runs as root", fix, {"user": user}
-        )
-    if probe.uid is None:
-        return RuleResult("non-root", title, FAIL, f"USER {user}, but {probe.problem}", fix, {"user": user})
-    found = f"USER {user} (uid {probe.uid} inside the container)"
-    return RuleResult.verdict("non-root", title, probe.uid != 0, found, fix, {"user": user, "uid": probe.uid})
+def non_root_rule(user: str, answering: list[ServingProcess] | None) -> RuleResult:
+    """Judged on the processes that answer requests (``answering``, seen while the image served), not on USER:
+    an image may start as root, as SageMaker starts it, if its request-handling processes drop root."""
+    title = "answers requests as non-root"
+    shown_user = f"USER {user}" if user else "USER root (not set)"
+    fix = (
+        "requests must be answered by processes without root: start as root if the model mount needs it, then "
+        "drop to an unprivileged user (setgroups, setgid, setuid, no_new_privs) in each process before it "
+        "accepts connections, as modelcrate's serve does; or set USER to an unprivileged user"
+    )
+    if not answering:
+        found = f"{shown_user}; not checked: the image did not serve, so no process answering requests was seen"
+        return RuleResult("non-root", title, FAIL, found, fix, {"user": user})
+    evidence = {
+        "user": user,
+        "processes": [
+            {
+                "pid": p.pid,
+                "uids": list(p.uids),
+                "gids": list(p.gids),
+                "no_new_privs": p.no_new_privs,
+                "command": p.command,
+            }
+            for p in answering
+        ],
+    }
+    rooted = [p for p in answering if p.root]
+    if rooted:
+        found = "requests are answered as root: " + "; ".join(p.describe() for p in rooted)
+        return RuleResult("non-root", title, FAIL, found, fix, evidence)
+    found = f"{shown_user}; requests are answered by " + "; ".join(p.describe() for p in answering)
+    return RuleResult("non-root", title, PASS, found, evidence=evidence)
 
 
 def entry_points_rule(probe: Probe, algorithm: bool) -> RuleResult:
@@ -338,10 +412,8 @@ def entry_points_rule(probe: Probe, algorithm: bool) -> RuleResult:
     return RuleResult.verdict("entry-points", title, not missing, found, fix, evidence)
 
 
-_TEST_IMAGE_USER_CHECK = "runs as a non-root user"  # test_image's own user check: the non-root rule covers it
-
-
-def serve_rule(image: str, model_tar: Path | None = None) -> RuleResult:
+def serve_rule(image: str, model_tar: Path | None = None) -> tuple[RuleResult, list[ServingProcess] | None]:
+    """The verdict, and the processes that answered requests (for the non-root rule)."""
     title = "serves with --network none"
     fix = (
         "start-up must not need the network (Marketplace runs containers without it): ship the model and every "
@@ -350,8 +422,10 @@ def serve_rule(image: str, model_tar: Path | None = None) -> RuleResult:
     try:
         report = test_image(image, model_tar)
     except DockerError as exc:
-        return RuleResult("serves-isolated", title, FAIL, f"the container stopped before /ping answered: {exc}", fix)
-    checks = [check for check in report.checks if check.name != _TEST_IMAGE_USER_CHECK]
+        found = f"the container stopped before /ping answered: {exc}"
+        return RuleResult("serves-isolated", title, FAIL, found, fix), None
+    # test_image's own check of the answering processes: the non-root rule reports them.
+    checks = [check for check in report.checks if check.name != ANSWERS_AS_NON_ROOT]
     failed = [check for check in checks if not check.passed]
     evidence = {"checks": [asdict(check) for check in checks], "healthy_after_s": report.healthy_after_s}
     if not failed:
@@ -360,9 +434,9 @@ def serve_rule(image: str, model_tar: Path | None = None) -> RuleResult:
             f"healthy after {report.healthy_after_s:.1f} s; /invocations gave the recorded answers to all "
             f"{replayed} replayed requests"
         )
-        return RuleResult("serves-isolated", title, PASS, found, evidence=evidence)
+        return RuleResult("serves-isolated", title, PASS, found, evidence=evidence), report.serving_processes
     found = "; ".join(f"{check.name}: {check.detail.strip()[-500:] or 'failed'}" for check in failed[:5])
-    return RuleResult("serves-isolated", title, FAIL, found, fix, evidence)
+    return RuleResult("serves-isolated", title, FAIL, found, fix, evidence), report.serving_processes
 
 
 def train_rule(image: str, scratch: Path) -> tuple[RuleResult, Path | None]:
@@ -543,17 +617,20 @@ def check_marketplace(
     scan = export_and_scan(image)
     os_release, where = os_release_of(scan)
     report.rules.append(base_os_rule(os_release, systems, where))
+    report.rules.append(developer_guide_os_rule(os_release, load_supported_os(key=DEVELOPER_GUIDE_SYSTEMS)))
 
     on_step("looking inside the image (--network none)")
     probe = probe_image(image)
-    report.rules.append(non_root_rule(config.get("User") or "", probe))
+    non_root_at = len(report.rules)  # judged once the image has served; reported here
     report.rules.append(entry_points_rule(probe, algorithm))
     report.rules.append(size_rule(int(details.get("Size") or 0), max_size_gb))
     report.rules.append(credentials_rule(scan, config.get("Env") or []))
 
+    answering = None
     if not algorithm:
         on_step("serving the recorded samples (--network none)")
-        report.rules.append(serve_rule(image))
+        served, answering = serve_rule(image)
+        report.rules.append(served)
         report.rules.append(
             RuleResult(
                 "trains-isolated",
@@ -567,18 +644,19 @@ def check_marketplace(
             on_step("training on Abalone (--network none)")
             trained, model_tar = train_rule(image, Path(scratch))
             on_step("serving the trained model (--network none)")
-            report.rules.append(
-                serve_rule(image, model_tar)
-                if model_tar
-                else RuleResult(
+            if model_tar:
+                served, answering = serve_rule(image, model_tar)
+            else:
+                served = RuleResult(
                     "serves-isolated",
                     "serves with --network none",
                     FAIL,
                     "not checked: the training job failed, so there is no trained model to serve",
                     "make training pass first (see the training rule)",
                 )
-            )
+            report.rules.append(served)
             report.rules.append(trained)
+    report.rules.insert(non_root_at, non_root_rule(config.get("User") or "", answering))
 
     on_step("auditing the Python dependencies (pip-audit)")
     report.rules.append(audit_rule(probe, ignored_vulns))

@@ -201,12 +201,11 @@ def training_job(
             else:
                 (data / name).mkdir()
                 shutil.copy2(source, data / name / source.name)
-        # Images train as the non-root user `model` (uid 1000): it reads input/ and writes model/ and output/.
-        for path in [prefix / "input", *(prefix / "input").rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
         for writable in ("model", "output"):
             (prefix / writable).mkdir()
-            (prefix / writable).chmod(0o777)
+        # As SageMaker lays a job out: private to its owner (root), and `train` runs as the image starts (root).
+        for path in [prefix, *prefix.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
         yield TrainingJob(prefix, {name: Path(source) for name, source in channels.items()}, sent)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)

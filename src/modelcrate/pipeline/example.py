@@ -24,7 +24,8 @@ from modelcrate.scaffold.sample_models import SEXES, abalone_dataset
 PIPELINE_FILE = "pipeline.json"
 FEATURES, ALGORITHM, LABELS = "features", "algorithm", "labels"
 # Autopilot's own containers pass CSV between them the same way: each container but the last answers in
-# its SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, and the algorithm's inference keys are the next one's input.
+# its SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, and the algorithm's inference keys are the next one's input. Each
+# container that emits inference keys publishes them in SAGEMAKER_INFERENCE_SUPPORTED, as Autopilot's do.
 PIPELINE = {
     "ModelName": "abalone-sex-autopilot-style",
     "Containers": [
@@ -38,6 +39,8 @@ PIPELINE = {
             "ModelDataUrl": f"models/{ALGORITHM}",
             "Environment": {
                 "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                # The label decoder makes the labels; asking the algorithm for them would be a mistake.
+                "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability,probabilities",
                 "SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probabilities",
             },
         },
@@ -46,6 +49,7 @@ PIPELINE = {
             "ModelDataUrl": f"models/{LABELS}",
             "Environment": {
                 "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability,probabilities,labels",
                 "SAGEMAKER_INFERENCE_INPUT": "predicted_label,probabilities",
             },
         },

@@ -17,6 +17,8 @@ from modelcrate.containers.endpoint import Endpoint, ServerSpec, running_server
 from modelcrate.containers.image_test import unpacked_model
 from modelcrate.pipeline.definition import RESERVED_ENVIRONMENT, PipelineDefinition, load_definition
 from modelcrate.pipeline.front import FrontServer
+from modelcrate.predictors import LABEL_DECODING
+from modelcrate.serving.hints import INFERENCE_SUPPORTED, before_label_decoder, hint, keys_of_task, model_task
 
 DEFAULT_INVOCATION_TIMEOUT_S = 60.0  # SageMaker's limit for one realtime invocation, all containers included
 
@@ -106,6 +108,27 @@ def _serving_in_background(front: FrontServer, sock: socket.socket) -> Iterator[
         thread.join()
 
 
+def _inference_hints(definition: PipelineDefinition, model_dirs: list[Path | None]) -> list[dict[str, str]]:
+    """SAGEMAKER_INFERENCE_SUPPORTED for each container served by this machine's runtime whose Environment does
+    not set it, from its model (an image publishes its own). In a serial pipeline, a container followed by a label
+    decoder does not list labels."""
+    tasks = [
+        model_task(model_dir) if model_dir is not None and container.image is None else None
+        for container, model_dir in zip(definition.containers, model_dirs, strict=True)
+    ]
+    hints = []
+    for position, (container, task) in enumerate(zip(definition.containers, tasks, strict=True)):
+        if task is None or INFERENCE_SUPPORTED in container.environment:
+            hints.append({})
+            continue
+        keys = keys_of_task(*task)
+        following = tasks[position + 1] if position + 1 < len(tasks) else None
+        if definition.mode == "Serial" and following and following[0] == LABEL_DECODING:
+            keys = before_label_decoder(keys)
+        hints.append({INFERENCE_SUPPORTED: hint(keys)} if keys else {})
+    return hints
+
+
 @contextmanager
 def running_pipeline(
     definition: PipelineDefinition | str | os.PathLike,
@@ -136,18 +159,23 @@ def running_pipeline(
     with ExitStack() as stack:
         listener = stack.enter_context(_unstarted_listener(host, port or 0))
         bound_port = listener.getsockname()[1]
-        endpoints = []
-        for position, container in enumerate(definition.containers, start=1):
-            if progress:
-                what = container.image or str(container.model_source)
-                progress(f"starting {container.hostname} ({position} of {count}): {what}")
+        model_dirs = []
+        for container in definition.containers:
             model_dir = container.model_source
             if model_dir is not None and model_dir.is_file():
                 model_dir = stack.enter_context(unpacked_model(model_dir))  # as SageMaker unpacks ModelDataUrl
+            model_dirs.append(model_dir)
+        hints = _inference_hints(definition, model_dirs)
+        endpoints = []
+        containers = zip(definition.containers, model_dirs, hints, strict=True)
+        for position, (container, model_dir, inference_hint) in enumerate(containers, start=1):
+            if progress:
+                what = container.image or str(container.model_source)
+                progress(f"starting {container.hostname} ({position} of {count}): {what}")
             spec = ServerSpec(
                 model_dir=model_dir,
                 image=container.image,
-                env={**container.environment, **extra_env},
+                env={**inference_hint, **container.environment, **extra_env},
                 hostname=container.hostname,
             )
             endpoints.append(stack.enter_context(running_server(spec, workers=workers)))

@@ -90,6 +90,11 @@ class Predictor(ABC):
     def predict(self, records: np.ndarray) -> Prediction:
         """Score ``records`` (n_records, n_features)."""
 
+    def read_remaining_files(self) -> None:
+        """Read now whatever ``predict`` would read from the model directory later: a worker calls this before it
+        drops root, after which a root-only model directory is out of reach."""
+        return  # most predictors read everything when loaded
+
     @property
     def has_probabilities(self) -> bool:
         return self.task == CLASSIFICATION and self._emits_probabilities

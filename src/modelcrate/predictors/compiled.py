@@ -116,8 +116,12 @@ class CompiledPredictor(Predictor):
             return labelled(output, self.labels)
         return Prediction(values=output.reshape(len(records)))
 
+    def read_remaining_files(self) -> None:
+        self._original_model()
+
     def _original_model(self) -> Predictor:
-        """Loaded on the first large batch or record with a missing value: most traffic never needs it."""
+        """Loaded on the first large batch or record with a missing value (most traffic never needs it), or before
+        a worker drops root (read_remaining_files)."""
         if self._original is None:
             from modelcrate.predictors import load_predictor
 

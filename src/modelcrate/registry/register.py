@@ -9,8 +9,9 @@ from modelcrate.predictors.base import ModelMetadata
 from modelcrate.registry.artifacts import pack_directory
 from modelcrate.registry.db import registry_home
 from modelcrate.registry.service import RegistryError
+from modelcrate.scaffold.options import SAGEMAKER_FRAMEWORKS
+from modelcrate.serving.hints import INFERENCE_SUPPORTED, hint_of_model
 
-SAGEMAKER_FRAMEWORKS = {"sklearn": "SKLEARN", "xgboost": "XGBOOST", "tensorflow": "TENSORFLOW"}
 CONTENT_TYPES = ["text/csv", "application/json", "application/jsonlines", "application/x-npy"]
 RESPONSE_TYPES = ["application/json", "text/csv", "application/jsonlines"]
 DEFAULT_INSTANCE = "ml.m5.large"
@@ -60,6 +61,9 @@ def registration_request(
         container["Framework"] = SAGEMAKER_FRAMEWORKS[metadata.framework]
     if metadata.framework_version:
         container["FrameworkVersion"] = metadata.framework_version
+    supported = hint_of_model(model_dir)
+    if supported:
+        container["Environment"] = {INFERENCE_SUPPORTED: supported}
     request: dict = {
         "ModelPackageGroupName": group,
         "InferenceSpecification": {

@@ -1,8 +1,8 @@
 """Take a registered model package to Amazon SageMaker.
 
 ``create_model_package_request`` turns a package as DescribeModelPackage shows it into the input of
-CreateModelPackage (what ``aws sagemaker create-model-package --cli-input-json`` reads); ``push`` uploads the
-package's model.tar.gz to S3 and registers the package in SageMaker. botocore's service model decides what
+CreateModelPackage (what ``aws sagemaker create-model-package --cli-input-json`` reads); ``push`` uploads
+each container's model.tar.gz to S3 and registers the package in SageMaker. botocore's service model decides what
 CreateModelPackage accepts, so a request that passes here is one the AWS CLI and boto3 accept as well.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +20,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.model import StructureShape
 from botocore.validate import ParamValidator
+
+from modelcrate.registry.artifacts import file_digest
 
 # SageMaker downloads a ModelDataUrl itself: only these schemes name something it can read.
 REMOTE_MODEL_DATA_SCHEMES = ("s3://", "https://")
@@ -70,16 +72,67 @@ def _check_approved(package: dict) -> None:
         )
 
 
-def create_model_package_request(package: dict, model_data_url: str | None = None) -> dict:
+def _model_containers(package: dict) -> list[tuple[int, str, str]]:
+    """(index, name, ModelDataUrl) of each InferenceSpecification container that has a model; the name is its
+    ContainerHostname, else its index."""
+    containers = package.get("InferenceSpecification", {}).get("Containers", [])
+    return [
+        (index, container.get("ContainerHostname") or str(index), container["ModelDataUrl"])
+        for index, container in enumerate(containers)
+        if container.get("ModelDataUrl")
+    ]
+
+
+def model_data_urls(package: dict, values: list[str]) -> dict[int, str]:
+    """``--model-data-url`` values as {container index: URL}: ``NAME=URL`` (ContainerHostname or index) for each
+    container, or one bare URL, which only containers that hold the same model may share."""
+    label = _package_label(package)
+    containers = _model_containers(package)
+    names = ", ".join(name for _, name, _ in containers)
+    if values and not containers:
+        raise BridgeError(f"{label} has no container with a ModelDataUrl to point at {values[0]}")
+    bare = [value for value in values if value.startswith("s3://") or "=" not in value]
+    if bare and len(values) > 1:
+        raise BridgeError(f"give either one model data URL for {label} or NAME=URL for each container, not both")
+    if bare:
+        if len({url for _, _, url in containers}) > 1:
+            raise BridgeError(
+                f"the containers of {label} hold different models ({names}): give each its own URL, e.g. "
+                f"--model-data-url {containers[0][1]}=s3://bucket/{containers[0][1]}/model.tar.gz"
+            )
+        return {index: bare[0] for index, _, _ in containers}
+    by_name = {name: index for index, name, _ in containers} | {str(index): index for index, _, _ in containers}
+    urls: dict[int, str] = {}
+    for value in values:
+        name, _, url = value.partition("=")
+        if name not in by_name:
+            raise BridgeError(f"{label} has no container {name} with a model; its containers: {names}")
+        if by_name[name] in urls:
+            raise BridgeError(f"container {name} of {label} is given more than one model data URL")
+        urls[by_name[name]] = url
+    return urls
+
+
+def _point_at(container: dict, url: str) -> None:
+    container["ModelDataUrl"] = url
+    # The ETag belonged to the old artifact.
+    container.pop("ModelDataETag", None)
+
+
+def create_model_package_request(package: dict, model_data_urls: Mapping[int, str] | None = None) -> dict:
     """The CreateModelPackage input for ``package`` (a DescribeModelPackage-shaped dict), checked by botocore.
 
-    Output-only fields (ARN, status, times, version...) are dropped. ``model_data_url`` (an ``s3://`` URI)
-    replaces every container's ModelDataUrl; a local one left in place is refused, as SageMaker cannot read it.
+    Output-only fields (ARN, status, times, version...) are dropped. ``model_data_urls`` (``s3://`` URIs by the
+    index of an InferenceSpecification container) replace those containers' ModelDataUrl, and that of each
+    AdditionalInferenceSpecifications container holding the same model; a local one left in place is refused,
+    as SageMaker cannot read it.
     """
     _check_approved(package)
     label = _package_label(package)
-    if model_data_url is not None and not model_data_url.startswith("s3://"):
-        raise BridgeError(f"model_data_url {model_data_url!r} for {label} must be an s3:// URI of a model.tar.gz")
+    model_data_urls = model_data_urls or {}
+    for url in model_data_urls.values():
+        if not url.startswith("s3://"):
+            raise BridgeError(f"model data URL {url!r} for {label} must be an s3:// URI of a model.tar.gz")
 
     input_shape = _create_model_package_input()
     request = {key: copy.deepcopy(value) for key, value in package.items() if key in input_shape.members}
@@ -94,27 +147,33 @@ def create_model_package_request(package: dict, model_data_url: str | None = Non
     if report.has_errors():
         raise BridgeError(f"{label} is not a valid CreateModelPackage request:\n{report.generate_report()}")
 
-    containers = list(_containers(request))
-    if model_data_url is not None:
-        with_model_data = [container for _, container in containers if "ModelDataUrl" in container]
-        if not with_model_data:
-            raise BridgeError(f"{label} has no container with a ModelDataUrl to point at {model_data_url}")
-        for container in with_model_data:
-            container["ModelDataUrl"] = model_data_url
-            # The ETag belonged to the old artifact.
-            container.pop("ModelDataETag", None)
-    for where, container in containers:
+    primary = request.get("InferenceSpecification", {}).get("Containers", [])
+    unknown = sorted(set(model_data_urls) - {index for index, _, _ in _model_containers(request)})
+    if unknown:
+        raise BridgeError(f"{label} has no container with a model at index {unknown[0]}")
+    # The registry stores artifacts by content, so one old URL is one model, wherever it appears.
+    replaced: dict[str, str] = {}
+    for index, url in sorted(model_data_urls.items()):
+        replaced.setdefault(primary[index]["ModelDataUrl"], url)
+    for index, url in model_data_urls.items():
+        _point_at(primary[index], url)
+    for specification in request.get("AdditionalInferenceSpecifications", []):
+        for container in specification.get("Containers", []):
+            if container.get("ModelDataUrl") in replaced:
+                _point_at(container, replaced[container["ModelDataUrl"]])
+    for where, container in _containers(request):
         url = container.get("ModelDataUrl")
         if url is not None and not url.startswith(REMOTE_MODEL_DATA_SCHEMES):
             raise BridgeError(
                 f"{label}: {where}.ModelDataUrl is the local {url!r}, which SageMaker cannot read; pass the S3 "
-                "location of its model.tar.gz as model_data_url, or use push to upload it there"
+                "location of its model.tar.gz as a model data URL, or use push to upload it there"
             )
     return request
 
 
-def _artifact_location(package: dict, s3_uri_prefix: str) -> tuple[str, str]:
-    """(bucket, key) of the package's model.tar.gz: ``<prefix>/<group>/<version>/`` or ``<prefix>/<name>/``."""
+def _artifact_location(package: dict, s3_uri_prefix: str, sha256: str) -> tuple[str, str]:
+    """(bucket, key) of a model.tar.gz of the package, by its content: ``<prefix>/<group>/<version>/<sha256>/``
+    or ``<prefix>/<name>/<sha256>/``."""
     prefix = urlparse(s3_uri_prefix)
     if prefix.scheme != "s3" or not prefix.netloc:
         raise BridgeError(f"S3 prefix {s3_uri_prefix!r} is not an s3://bucket[/prefix] URI")
@@ -130,7 +189,7 @@ def _artifact_location(package: dict, s3_uri_prefix: str) -> tuple[str, str]:
         if not package.get("ModelPackageName"):
             raise BridgeError("the package has neither ModelPackageGroupName nor ModelPackageName")
         where = [package["ModelPackageName"]]
-    key = "/".join(part for part in [prefix.path.strip("/"), *where, ARTIFACT_NAME] if part)
+    key = "/".join(part for part in [prefix.path.strip("/"), *where, sha256, ARTIFACT_NAME] if part)
     return prefix.netloc, key
 
 
@@ -143,34 +202,48 @@ def _ensure_group(client, group: str) -> None:
         client.create_model_package_group(ModelPackageGroupName=group)
 
 
-def push(package: dict, artifact_path: Path, s3_uri_prefix: str, *, client=None, s3_client=None) -> dict:
-    """Upload ``artifact_path`` (the package's model.tar.gz) under ``s3_uri_prefix`` and create the package in
-    SageMaker (and its group, if missing). Returns ``{"ModelPackageArn": ..., "ModelDataUrl": ...}``.
+def push(package: dict, artifacts: Mapping[int, Path], s3_uri_prefix: str, *, client=None, s3_client=None) -> dict:
+    """Upload each container's model.tar.gz (``artifacts``: by the index of its InferenceSpecification container)
+    under ``s3_uri_prefix``, keyed by its sha256 (containers holding the same model share one object), and create
+    the package in SageMaker (and its group, if missing), each container pointing at its own model.
+    Returns ``{"ModelPackageArn": ..., "Containers": [{"Index", "ContainerHostname", "ModelDataUrl", "Sha256"}]}``
+    (ContainerHostname: the container's, else its index).
 
     The clients default to ``boto3.client("s3")`` and ``boto3.client("sagemaker")`` (AWS_ENDPOINT_URL and the
     usual credentials apply).
     """
-    artifact_path = Path(artifact_path)
-    if not artifact_path.is_file():
-        raise BridgeError(f"model artifact {artifact_path} is not a file: pass the package's {ARTIFACT_NAME}")
-    bucket, key = _artifact_location(package, s3_uri_prefix)
-    model_data_url = f"s3://{bucket}/{key}"
+    names = {index: name for index, name, _ in _model_containers(package)}
+    uploads: dict[str, Path] = {}  # model data URL -> the file to upload there
+    pushed = []
+    for index, artifact_path in sorted(artifacts.items()):
+        if index not in names:
+            raise BridgeError(f"{_package_label(package)} has no container with a model at index {index}")
+        artifact_path = Path(artifact_path)
+        if not artifact_path.is_file():
+            raise BridgeError(f"model artifact {artifact_path} is not a file: pass the package's {ARTIFACT_NAME}")
+        sha256 = file_digest(artifact_path)
+        bucket, key = _artifact_location(package, s3_uri_prefix, sha256)
+        url = f"s3://{bucket}/{key}"
+        uploads[url] = artifact_path
+        pushed.append({"Index": index, "ContainerHostname": names[index], "ModelDataUrl": url, "Sha256": sha256})
     # Built before the upload, so a package SageMaker would refuse leaves nothing behind in S3.
-    request = create_model_package_request(package, model_data_url)
+    request = create_model_package_request(package, {entry["Index"]: entry["ModelDataUrl"] for entry in pushed})
     s3_client = s3_client or boto3.client("s3")
     client = client or boto3.client("sagemaker")
 
-    try:
-        s3_client.upload_file(str(artifact_path), bucket, key)
-    except (S3UploadFailedError, BotoCoreError) as error:
-        raise BridgeError(
-            f"cannot upload {artifact_path} to {model_data_url}: {error}; check that the bucket exists and that "
-            "these credentials may write to it"
-        ) from error
+    for url, artifact_path in uploads.items():
+        bucket, _, key = url[len("s3://") :].partition("/")
+        try:
+            s3_client.upload_file(str(artifact_path), bucket, key)
+        except (S3UploadFailedError, BotoCoreError) as error:
+            raise BridgeError(
+                f"cannot upload {artifact_path} to {url}: {error}; check that the bucket exists and that "
+                "these credentials may write to it"
+            ) from error
     if _is_versioned(request):
         _ensure_group(client, request["ModelPackageGroupName"])
     try:
         arn = client.create_model_package(**request)["ModelPackageArn"]
     except ClientError as error:
         raise BridgeError(f"SageMaker refused CreateModelPackage for {_package_label(package)}: {error}") from error
-    return {"ModelPackageArn": arn, "ModelDataUrl": model_data_url}
+    return {"ModelPackageArn": arn, "Containers": pushed}

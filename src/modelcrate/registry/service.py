@@ -534,12 +534,20 @@ class Registry:
 
     # ---------------------------------------------------------------- artifacts
 
-    def verified_artifact(self, identifier: str, into: Path, container: int = 0) -> Path:
-        """A package's model.tar.gz, written into ``into`` once its bytes matched the sha256 registered."""
-        artifact = self._artifact(identifier, container, approved_only=False)
-        target = into / "model.tar.gz"
-        target.write_bytes(self.store.read(artifact.uri, artifact.sha256))
-        return target
+    def verified_artifacts(self, identifier: str, into: Path) -> dict[int, Path]:
+        """Each container's model.tar.gz (by container index), written into ``into/<index>/`` once its bytes
+        matched the sha256 registered."""
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
+            links = session.scalars(select(PackageArtifact).where(PackageArtifact.package_id == package.id)).all()
+            artifacts = {link.container_index: session.get(Artifact, link.sha256) for link in links}
+        targets = {}
+        for index, artifact in sorted(artifacts.items()):
+            target = into / str(index) / "model.tar.gz"
+            target.parent.mkdir(parents=True)
+            target.write_bytes(self.store.read(artifact.uri, artifact.sha256))
+            targets[index] = target
+        return targets
 
     def model_directory(self, identifier: str, into: Path, container: int = 0, approved_only: bool = False) -> Path:
         """Unpack a package's model (checked against its sha256) into ``into``."""
@@ -562,8 +570,7 @@ class Registry:
     def export_model(self, package: str, target: Path) -> str:
         """Replace ``target`` with the model of ``package`` (``GROUP``: its latest Approved version;
         ``GROUP/N`` or an ARN: that version, which must be Approved). Returns the package's ARN."""
-        key = package.rsplit(":model-package/", 1)[-1]
-        arn = package if "/" in key else self.latest_approved(key)
+        arn = self.resolve(package)
         staging = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
         try:
             self.model_directory(arn, staging, approved_only=True)
@@ -578,6 +585,11 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
         with self.transaction() as session:
             return package_arn(self.find_package(session, arn))
+
+    def resolve(self, package: str) -> str:
+        """``GROUP``: the ARN of its latest Approved version; ``GROUP/N`` or an ARN: as given."""
+        key = package.rsplit(":model-package/", 1)[-1]
+        return package if "/" in key else self.latest_approved(key)
 
     def latest_approved(self, group: str) -> str:
         """The ARN of a group's highest Approved version."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -16,9 +17,10 @@ import jinja2
 
 from modelcrate.predictors import METADATA_FILE, ModelMetadata
 from modelcrate.predictors.compiled import RUNTIME
-from modelcrate.scaffold.options import DEFAULT_FRAMEWORK_VERSIONS, OptionsError, ProjectOptions
+from modelcrate.scaffold.options import DEFAULT_FRAMEWORK_VERSIONS, SAGEMAKER_FRAMEWORKS, OptionsError, ProjectOptions
 
 PROJECT_FILE = "modelcrate-project.json"
+XGBOOST_CPU_SINCE = (2, 1, 1)  # the first release of xgboost-cpu on PyPI
 RUNTIME_PACKAGES = ("numpy", "httptools", "uvloop")
 _TEMPLATES = Path(__file__).with_name("templates")
 _SCRIPTS = (
@@ -39,13 +41,24 @@ class GeneratedProject:
     warnings: list[str] = field(default_factory=list)
 
 
+def _xgboost_package(options: ProjectOptions, framework_version: str) -> str:
+    """xgboost-cpu where it fits, the full xgboost elsewhere. For 2.1.3 on x86-64 the CPU build's wheel is 4.5 MB,
+    the full one 154 MB plus NVIDIA's NCCL (323 MB); GPU instances need the full build's CUDA kernels, and
+    xgboost-cpu has no aarch64 wheels (the full aarch64 wheel, 4.2 MB, has no CUDA) nor releases before 2.1.1."""
+    release = tuple(int(part) for part in re.findall(r"\d+", framework_version)[:3])
+    if options.gpu or options.platform != "linux/amd64" or release < XGBOOST_CPU_SINCE:
+        return "xgboost"
+    return "xgboost-cpu"
+
+
 def _framework_requirements(options: ProjectOptions, framework_version: str) -> list[str]:
     if options.framework == "sklearn":
         packages = [f"scikit-learn=={framework_version}", "joblib==1.4.2"]
     elif options.framework == "xgboost":
-        packages = [f"xgboost-cpu=={framework_version}"]  # the CPU build: no CUDA libraries in the image
+        packages = [f"{_xgboost_package(options, framework_version)}=={framework_version}"]
     else:
-        packages = [f"tensorflow=={framework_version}"]
+        # As ML Container Creator pins it: TensorFlow declares setuptools as a dependency.
+        packages = [f"tensorflow=={framework_version}", "setuptools>=65.0.0"]
     if options.optimize:
         packages.append(f"{RUNTIME}=={version(RUNTIME)}")  # serves the compiled model.onnx
     return packages
@@ -128,7 +141,8 @@ def generate(options: ProjectOptions, force: bool = False) -> GeneratedProject:
             problem = compile_model(model_dir)
             if problem:
                 warnings.append(problem)
-        _render(options, staging, framework_version, recorded)
+        note = "as recorded in the model file" if recorded else "default pin"
+        _render(options, staging, framework_version, note, _inference_supported(model_dir))
         if options.with_training:
             _write_training_spec(options, staging)
         (staging / PROJECT_FILE).write_text(options.model_dump_json(indent=2) + "\n")
@@ -152,16 +166,61 @@ def _write_training_spec(options: ProjectOptions, root: Path) -> None:
     (root / "code" / "training.json").write_text(json.dumps(spec, indent=2) + "\n")
 
 
-def _render(options: ProjectOptions, root: Path, framework_version: str, recorded: str | None) -> None:
-    env = jinja2.Environment(
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
-    context = {
+
+
+def _context(options: ProjectOptions, framework_version: str, framework_version_note: str) -> dict:
+    return {
         "o": options,
         "framework_version": framework_version,
-        "framework_version_note": "as recorded in the model file" if recorded else "default pin",
+        "framework_version_note": framework_version_note,
         "runtime_requirements": [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
         "framework_requirements": _framework_requirements(options, framework_version),
+    }
+
+
+def place_registry_model(root: Path, options: ProjectOptions) -> str:
+    """Resolve the project's registry package into ``root/model`` (checked against its sha256) once its container's
+    Framework is the project's; requirements.txt then pins the package's FrameworkVersion when it names one.
+    Returns the package's ARN."""
+    from modelcrate.registry.service import Registry
+
+    registry = Registry()
+    identifier = registry.resolve(options.registry_package)
+    described = registry.describe_model_package(identifier)
+    container = described["InferenceSpecification"]["Containers"][0]
+    framework, framework_version = container.get("Framework"), container.get("FrameworkVersion")
+    expected = SAGEMAKER_FRAMEWORKS[options.framework]
+    if framework and framework.upper() != expected:
+        raise OptionsError(
+            f"{described['ModelPackageArn']} is a {framework} model (InferenceSpecification.Containers[0].Framework), "
+            f"but this project serves {options.framework} ({expected}): name a {expected} package with "
+            f"--registry-package, or create the project with the package's framework"
+        )
+    arn = registry.export_model(identifier, root / "model")
+    if framework_version:
+        context = _context(options, framework_version, f"as registered in {arn}")
+        (root / "requirements.txt").write_text(_templates().get_template("requirements.txt.j2").render(context))
+    return arn
+
+
+def _inference_supported(model_dir: Path) -> str:
+    """SAGEMAKER_INFERENCE_SUPPORTED for the image: empty when the model arrives later or only user code loads it."""
+    from modelcrate.serving.hints import hint_of_model
+
+    return hint_of_model(model_dir) if model_dir.exists() else ""
+
+
+def _render(
+    options: ProjectOptions, root: Path, framework_version: str, framework_version_note: str, inference_supported: str
+) -> None:
+    env = _templates()
+    context = {
+        **_context(options, framework_version, framework_version_note),
+        "inference_supported": inference_supported,
     }
     outputs = {
         "Dockerfile": "Dockerfile.j2",

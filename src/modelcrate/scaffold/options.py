@@ -19,6 +19,8 @@ from modelcrate.predictors import FORMATS_OF_FRAMEWORK
 from modelcrate.predictors.formats import format_of
 
 FRAMEWORKS = tuple(FORMATS_OF_FRAMEWORK)
+# How CreateModelPackage's ModelPackageContainerDefinition.Framework names each framework.
+SAGEMAKER_FRAMEWORKS = {"sklearn": "SKLEARN", "xgboost": "XGBOOST", "tensorflow": "TENSORFLOW"}
 TRAINING_FRAMEWORKS = ("sklearn", "xgboost")  # what `modelcrate.training` can train inside an image
 MODEL_SOURCES = ("local", "sample", "s3", "registry")
 DEPLOY_TARGETS = ("sagemaker", "codebuild")
@@ -27,6 +29,7 @@ INSTANCE_PRESETS = {"cpu": "ml.m5.xlarge", "gpu": "ml.g5.xlarge"}
 DEFAULT_FRAMEWORK_VERSIONS = {"sklearn": "1.7.1", "xgboost": "2.1.3", "tensorflow": "2.20.0"}
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 GRAVITON_FAMILIES = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")
+GPU_FAMILIES = re.compile(r"^ml\.[gp]\d")  # ml.g4dn, ml.g5, ml.p3, ml.p4d...: NVIDIA GPUs
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _INSTANCE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(medium|large|small|\d*xlarge)$")
@@ -124,6 +127,10 @@ class ProjectOptions(BaseModel):
     @property
     def target_dir(self) -> Path:
         return self.destination or Path(self.project_name)
+
+    @property
+    def gpu(self) -> bool:
+        return bool(GPU_FAMILIES.match(self.instance_type))
 
     @property
     def platform(self) -> str:

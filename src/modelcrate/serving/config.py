@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelcrate.serving import privileges
 from modelcrate.serving.errors import ConfigError
 
 MIB = 1024 * 1024
@@ -104,6 +105,8 @@ class ServingConfig:
     batching: str = "auto"  # off; on: wait up to max_batch_wait_ms to fill a batch; auto: batch what is queued
     max_batch_rows: int = 256
     max_batch_wait_ms: float = 2.0
+    # Started as root, workers answer as this user once they have loaded the model (privileges.py).
+    serving_user: privileges.ServingUser = field(default_factory=lambda: privileges.serving_user(None))
 
     @property
     def max_payload_bytes(self) -> int:
@@ -168,6 +171,7 @@ class ServingConfig:
             batching=batching,
             max_batch_rows=_int(env, "MODELCRATE_MAX_BATCH_ROWS", 256, 1),
             max_batch_wait_ms=_milliseconds(env, "MODELCRATE_MAX_BATCH_WAIT_MS", 2.0),
+            serving_user=privileges.serving_user(env.get(privileges.SERVE_USER_VARIABLE)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)

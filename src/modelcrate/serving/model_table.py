@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelcrate.serving.privileges import ServingUser
+
 
 class ModelTable:
     def __init__(self):
@@ -30,6 +32,10 @@ class ModelTable:
         self._memory = mmap.mmap(-1, 8)  # anonymous and shared: forked workers see every bump
         self._generation = memoryview(self._memory).cast("q")
         self._write({})
+
+    def give_to(self, user: ServingUser) -> None:
+        """Workers that dropped root to ``user`` replace the file and lock it: they own the directory."""
+        os.chown(self.directory, user.uid, user.gid)
 
     @property
     def generation(self) -> int:

@@ -32,6 +32,7 @@ from modelcrate.errors import StartupError
 from modelcrate.serving.config import MIB, ServingConfig
 from modelcrate.serving.errors import BadRequest, Conflict, HttpError, InsufficientStorage, NotFound
 from modelcrate.serving.model_table import ModelTable
+from modelcrate.serving.privileges import access_problem, first_unreadable
 from modelcrate.serving.service import InferenceService
 
 log = logging.getLogger("modelcrate.serving")
@@ -276,6 +277,15 @@ class MultiModelHost:
             raise BadRequest(
                 f"url {url} is outside the models directory {self.root}; models live in {self.root}/<name>/model "
                 "(set MODELCRATE_MULTI_MODEL_ROOT to serve another directory)"
+            )
+        blocked = first_unreadable(model_dir)
+        if blocked is not None:
+            raise HttpError(
+                access_problem(
+                    blocked,
+                    "a multi-model endpoint loads models as the uid its workers answer as; make the model files "
+                    f"readable by uid {os.getuid()}",
+                )
             )
         if not model_dir.exists():
             raise NotFound(f"url {url} does not exist; copy the model files there first")

@@ -1,6 +1,9 @@
 """The process SageMaker starts (PID 1 in the container): binds the port, forks the workers, replaces
 crashed ones, kills a worker stuck past the request timeout, and on SIGTERM drains them all.
 
+Started as root, it stays root (so that replaced workers can load a root-only model) and answers no request;
+each worker drops to ``config.serving_user`` after loading (privileges.py).
+
 It imports no framework and no numpy: worker processes size their thread pools before loading any.
 """
 
@@ -19,6 +22,7 @@ from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.logs import configure_logging
 from modelcrate.serving.metrics import SharedMetrics
 from modelcrate.serving.model_table import ModelTable
+from modelcrate.serving.privileges import ServingUser, access_problem, first_unreadable
 
 log = logging.getLogger("modelcrate.serving")
 
@@ -41,7 +45,12 @@ def _thread_environment(config: ServingConfig) -> None:
 
 
 def _worker_main(
-    config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int, table: ModelTable | None
+    config: ServingConfig,
+    sock: socket.socket,
+    shared: SharedMetrics,
+    slot: int,
+    table: ModelTable | None,
+    drop_to: ServingUser | None,
 ) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
@@ -49,7 +58,7 @@ def _worker_main(
     try:
         from modelcrate.serving.worker import run_worker
 
-        run_worker(config, sock, shared, slot, table)
+        run_worker(config, sock, shared, slot, table, drop_to)
         return 0
     except StartupError as exc:
         log.error(f"cannot start: {exc}", extra={"worker": slot})
@@ -67,13 +76,15 @@ class Supervisor:
         self.start_failures = [0] * config.workers
         self.stopping = False
         self.sock: socket.socket | None = None
+        # Root loads the model, then the workers answer as the serving user; any other uid is kept as is.
+        self.drop_to = config.serving_user if os.geteuid() == 0 else None
 
     def spawn(self, slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _worker_main(self.config, self.sock, self.shared, slot, self.models)
+                code = _worker_main(self.config, self.sock, self.shared, slot, self.models, self.drop_to)
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -86,19 +97,40 @@ class Supervisor:
         for pid in self.children:
             _signal(pid, signal.SIGTERM)
 
+    def unreadable_model(self) -> str | None:
+        """Not root, a model this uid cannot read: the reason and the fix, in one line (root reads anything)."""
+        if self.drop_to is not None or self.config.multi_model:
+            return None
+        blocked = first_unreadable(self.config.model_dir)
+        if blocked is None:
+            return None
+        return access_problem(
+            blocked,
+            f"start the container as root (the default: workers drop to {self.config.serving_user} after loading) "
+            f"or make the model files readable by uid {os.getuid()}",
+        )
+
     def run(self) -> int:
+        problem = self.unreadable_model()
+        if problem:
+            log.error(f"cannot start: {problem}")
+            return EXIT_START_FAILED
         self.sock = socket.create_server((self.config.host, self.config.port), backlog=2048)
         self.sock.setblocking(False)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         # A multi-model endpoint's loaded models, shared by the workers: created before they are forked.
         self.models = ModelTable() if self.config.multi_model else None
+        if self.models is not None and self.drop_to is not None:
+            self.models.give_to(self.drop_to)
         where = (
             {"multi_model_root": str(self.config.multi_model_root)}
             if self.config.multi_model
             else {"model_dir": str(self.config.model_dir)}
         )
-        log.info("serving", extra={"port": self.config.port, "workers": self.config.workers, **where})
+        answer_as = str(self.drop_to) if self.drop_to is not None else f"uid {os.getuid()}"
+        extra = {"port": self.config.port, "workers": self.config.workers, "workers_answer_as": answer_as}
+        log.info("serving", extra={**extra, **where})
         for slot in range(self.config.workers):
             self.spawn(slot)
         exit_code = 0

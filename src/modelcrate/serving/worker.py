@@ -1,4 +1,4 @@
-"""A worker process: loads the model, then answers HTTP on the shared listening socket.
+"""A worker process: loads the model, drops root if it has it, then answers HTTP on the shared listening socket.
 
 The HTTP layer is hand-written on asyncio (uvloop when installed) with httptools' parser, because it
 is the hot path. Predictions run inline in the event loop, so a busy worker stops accepting and the
@@ -27,6 +27,7 @@ from modelcrate.serving.errors import HttpError, RequestTimeout
 from modelcrate.serving.metrics import ROUTE_INDEX, SharedMetrics, WorkerMetrics
 from modelcrate.serving.model_table import ModelTable
 from modelcrate.serving.multi_model import PRELOAD_SECONDS, MultiModelHost
+from modelcrate.serving.privileges import ServingUser, drop_privileges
 from modelcrate.serving.service import InferenceService
 
 log = logging.getLogger("modelcrate.serving")
@@ -372,14 +373,24 @@ def _keep_models_in_step(loop: asyncio.AbstractEventLoop, server: WorkerServer) 
 
 
 def run_worker(
-    config: ServingConfig, sock: socket.socket, shared: SharedMetrics, slot: int, table: ModelTable | None = None
+    config: ServingConfig,
+    sock: socket.socket,
+    shared: SharedMetrics,
+    slot: int,
+    table: ModelTable | None = None,
+    drop_to: ServingUser | None = None,
 ) -> None:
-    """Load the model (none yet on a multi-model endpoint) and serve until SIGTERM; returns when drained."""
+    """Load the model (none yet on a multi-model endpoint), become ``drop_to`` (when started as root) and serve
+    until SIGTERM; returns when drained."""
     if config.multi_model:
         service, models = None, MultiModelHost(config, table)
     else:
         service, models = InferenceService.load(config), None
         service.warm_up()
+    if drop_to is not None:
+        if service is not None and service.predictor is not None:
+            service.predictor.read_remaining_files()  # the model directory may be readable by root only
+        drop_privileges(drop_to)
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
     server = WorkerServer(config, service, shared, slot, models)

@@ -98,10 +98,8 @@ def run_on_ray(
     resume: bool,
     progress: Progress | None,
 ) -> JobSummary:
-    try:
-        import ray
-    except ImportError:
-        raise TargetError("the ray engine needs Ray: pip install 'modelcrate[ray]'") from None
+    import ray  # the ray extra; without it, the command line says to install it
+
     if in_process and target.kind != "model":
         raise TargetError(f"--in-process predicts with a model directory's runtime; {target.describe()} is not one")
     progress = progress or (lambda records, nbytes: None)
