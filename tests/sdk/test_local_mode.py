@@ -162,7 +162,7 @@ def in_process(model_dir: Path, body: str, accept: str) -> bytes:
 
 
 def in_process_execution_parameters(model_dir: Path) -> dict:
-    return ServingConfig.from_env({"SM_MODEL_DIR": str(model_dir)}).execution_parameters()
+    return ServingConfig.from_env({"SM_MODEL_DIR": str(model_dir)}).execution_parameters
 
 
 def csv_rows(rows: list[list[float]]) -> str:
