@@ -295,3 +295,54 @@ def test_transformed_features_encode_as_the_next_container_decodes_them(content_
     np.testing.assert_array_equal(decode(encoded, content_type, Schema(None, 3)), features)
     if content_type == "application/json":
         assert encoded.startswith(b'{"instances": [[0.1, 0.3333333333333333, ')
+
+
+def test_unique_long_header_values_are_parsed_but_not_kept():
+    """A client sending unique long Content-Type, Accept or custom attributes must not fill the parsers' caches."""
+    import tracemalloc
+
+    from modelcrate.serving.service import keys_from_custom_attributes
+
+    filler = "z" * 65536
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100):
+            assert media_type(f"text/csv; note={i}{filler}") == "text/csv"
+            assert negotiate(f"application/json, application/x-{i}{filler}", "text/csv") == "application/json"
+            assert keys_from_custom_attributes(f"note={i}{filler}") is None
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "body, phrase",
+    [
+        (b"[[" + b"7" * 5000 + b", 1, 2]]", "more than 4300 digits"),
+        (b"[[1" + b"0" * 400 + b", 1, 2]]", "record 0, value 0: 1000000000"),
+        (b'{"instances": [[1, 2, -1' + b"0" * 400 + b"]]}", "beyond the float64 range"),
+    ],
+)
+def test_json_numbers_too_large_are_named(body, phrase):
+    with pytest.raises(BadRequest) as err:
+        decode(body, "application/json", THREE)
+    assert phrase in err.value.message and len(err.value.message) < 200
+
+
+def _npy_with_shape(shape: tuple, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + data
+
+
+@pytest.mark.parametrize("shape", [(10**12, 3), (2**62, 2**62), (4, 3)])
+def test_npy_headers_declaring_more_data_than_sent_are_refused(shape):
+    with pytest.raises(BadRequest) as err:
+        decode(_npy_with_shape(shape, np.zeros(3).tobytes()), "application/x-npy", THREE)
+    assert f"shape {shape}" in err.value.message and "24 bytes" in err.value.message
+
+
+def test_npy_with_exactly_the_declared_data_decodes():
+    assert decode(_npy_with_shape((1, 3), np.ones(3).tobytes()), "application/x-npy", THREE).tolist() == [[1, 1, 1]]

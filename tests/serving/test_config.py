@@ -19,6 +19,9 @@ def test_defaults():
     assert config.execution_parameters["BatchStrategy"] == "MULTI_RECORD"
     assert not config.multi_model and config.multi_model_root == Path("/opt/ml/models")
     assert config.max_loaded_models is None and config.min_free_memory_mb == 256
+    assert (config.max_url_bytes, config.max_headers, config.max_header_bytes) == (8192, 100, 16384)
+    assert (config.keep_alive_timeout, config.header_timeout, config.body_timeout) == (75, 20, 60)
+    assert config.max_connections == 1000
 
 
 def test_every_variable_is_read():
@@ -42,6 +45,13 @@ def test_every_variable_is_read():
             "MODELCRATE_MULTI_MODEL_ROOT": "/srv/models",
             "MODELCRATE_MAX_LOADED_MODELS": "20",
             "MODELCRATE_MIN_FREE_MEMORY_MB": "1024",
+            "MODELCRATE_MAX_URL_BYTES": "2048",
+            "MODELCRATE_MAX_HEADERS": "30",
+            "MODELCRATE_MAX_HEADER_BYTES": "65536",
+            "MODELCRATE_KEEP_ALIVE_TIMEOUT": "5",
+            "MODELCRATE_HEADER_TIMEOUT": "2.5",
+            "MODELCRATE_BODY_TIMEOUT": "30",
+            "MODELCRATE_MAX_CONNECTIONS": "200",
         }
     )
     assert (config.port, config.workers, config.timeout, config.default_accept) == (9000, 3, 2.5, "text/csv")
@@ -56,6 +66,9 @@ def test_every_variable_is_read():
     assert config.inference_input == ("predicted_label",)
     assert config.multi_model and config.multi_model_root == Path("/srv/models")
     assert (config.max_loaded_models, config.min_free_memory_mb) == (20, 1024)
+    assert (config.max_url_bytes, config.max_headers, config.max_header_bytes) == (2048, 30, 65536)
+    assert (config.keep_alive_timeout, config.header_timeout, config.body_timeout) == (5, 2.5, 30)
+    assert config.max_connections == 200
 
 
 def test_batch_jobs_may_send_up_to_100_mib_unless_they_say_how_much():
@@ -84,6 +97,11 @@ def test_default_concurrency_stays_within_the_100_mb_budget():
         ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
         ({"SAGEMAKER_INFERENCE_INPUT": "label"}, "unknown inference key(s) label"),
         ({"MODELCRATE_MIN_FREE_MEMORY_MB": "lots"}, "MODELCRATE_MIN_FREE_MEMORY_MB='lots' is not a whole number"),
+        ({"MODELCRATE_MAX_HEADER_BYTES": "100"}, "MODELCRATE_MAX_HEADER_BYTES=100 must be at least 1024"),
+        ({"MODELCRATE_MAX_URL_BYTES": "0"}, "MODELCRATE_MAX_URL_BYTES=0 must be at least 64"),
+        ({"MODELCRATE_MAX_HEADERS": "2"}, "MODELCRATE_MAX_HEADERS=2 must be at least 8"),
+        ({"MODELCRATE_BODY_TIMEOUT": "0"}, "MODELCRATE_BODY_TIMEOUT=0 must be positive"),
+        ({"MODELCRATE_MAX_CONNECTIONS": "1"}, "MODELCRATE_MAX_CONNECTIONS=1 must be at least 16"),
     ],
 )
 def test_bad_values_are_named(env, message):

@@ -14,14 +14,15 @@ TEMPLATE_OF_FORMAT = {"html": "card.html.j2", "pdf": "card.html.j2", "md": "card
 CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN = 480, 220, 36
 
 
-def _environment(autoescape: bool):
+def _environment():
     import jinja2
 
     # A user's directory first, so it may replace one template and keep the others.
     directories = [os.environ[TEMPLATES_VARIABLE]] if os.environ.get(TEMPLATES_VARIABLE) else []
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([*directories, str(BUILT_IN_TEMPLATES)]),
-        autoescape=autoescape,
+        # Markdown too: a card's text is shown as written, never as HTML a Markdown viewer would run.
+        autoescape=True,
         # A missing section or field renders as nothing: every part of a card's content is optional.
         undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
@@ -97,7 +98,7 @@ def render_text(card: dict, fmt: str) -> str:
     """The HTML or Markdown of a described card (DescribeModelCard's answer)."""
     import jinja2
 
-    environment = _environment(autoescape=fmt != "md")
+    environment = _environment()
     try:
         template = environment.get_template(TEMPLATE_OF_FORMAT[fmt])
         return template.render(

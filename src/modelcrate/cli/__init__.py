@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 app = typer.Typer(
     name="modelcrate",
@@ -18,6 +18,24 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
+
+
+def say(message: str, label: str = "", style: str = "") -> None:
+    """``message`` on stderr exactly as written, after ``label`` in ``style`` (no label: the message in ``style``).
+
+    Every message with user text (names, paths, error messages quoting patterns such as '^[a-z]{1,128}$') is
+    printed through here, or as a rich ``Text`` in tables and status lines: Rich would read brackets as markup.
+    """
+    line = Text.assemble((f"{label} ", style), message) if label else Text(message, style)
+    err.print(line, highlight=False)
+
+
+def error(message: str) -> None:
+    say(message, "error:", "red")
+
+
+def warning(message: str) -> None:
+    say(message, "warning:", "yellow")
 
 
 @app.command("sample-model")
@@ -41,15 +59,17 @@ def sample_model(
     from modelcrate.scaffold.sample_models import SampleModelError, create_sample_model
 
     try:
-        with err.status(f"training {framework} {task} model on Abalone..."):
+        with err.status(Text(f"training {framework} {task} model on Abalone...")):
             metadata = create_sample_model(framework, model_format, task, output)
     except SampleModelError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        error(str(exc))
         raise typer.Exit(2) from None
     metrics = ", ".join(f"{k}={v}" for k, v in metadata.metrics.items())
-    err.print(
-        f"[green]wrote[/] {output} ({metadata.framework} {metadata.framework_version}, "
-        f"{metadata.model_format}, {metadata.task}; held-out {metrics})"
+    say(
+        f"{output} ({metadata.framework} {metadata.framework_version}, "
+        f"{metadata.model_format}, {metadata.task}; held-out {metrics})",
+        "wrote",
+        "green",
     )
 
 
@@ -108,12 +128,12 @@ def invoke(
     try:
         body = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot read {source}: {exc.strerror}")
+        error(f"cannot read {source}: {exc.strerror}")
         raise typer.Exit(2) from None
     try:
         payload, _ = invoke_endpoint(url, body, content_type, accept, custom_attributes, timeout)
     except InvokeError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        error(str(exc))
         raise typer.Exit(1) from None
     sys.stdout.buffer.write(payload)
     if payload and not payload.endswith(b"\n"):
@@ -159,7 +179,7 @@ def _prompt(name: str, known: dict):
             problem = answer_problem(name, answer, known)
         if problem is None:
             return answer
-        err.print(f"[red]{problem}[/]", highlight=False)
+        say(problem, style="red")
 
 
 @app.command()
@@ -225,19 +245,21 @@ def init(
         if print_config:
             table = Table("option", "value", "source")
             for name, value in options.model_dump().items():
-                table.add_row(name, "" if value is None else str(value), origin.get(name, "default"))
+                table.add_row(name, Text("" if value is None else str(value)), origin.get(name, "default"))
             Console().print(table)
             return
-        with err.status(f"generating {options.target_dir}..."):
+        with err.status(Text(f"generating {options.target_dir}...")):
             project = generate(options, force=force)
     except (OptionsError, ModelLoadError) as exc:  # ModelLoadError: --optimize loads the model
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
-    for warning in project.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}")
-    err.print(
-        f"[green]created[/] {project.path} ({options.framework} {project.framework_version}, {options.model_format}, "
-        f"model source {options.model_source}). Next: modelcrate build {project.path}"
+    for problem in project.warnings:
+        warning(problem)
+    say(
+        f"{project.path} ({options.framework} {project.framework_version}, {options.model_format}, "
+        f"model source {options.model_source}). Next: modelcrate build {project.path}",
+        "created",
+        "green",
     )
 
 
@@ -275,16 +297,16 @@ def build(
             if loaded.options.optimize:
                 _compile_project_model(loaded)
         if context_only:
-            err.print(f"[green]placed[/] {place_runtime_wheel(project)}")
+            say(str(place_runtime_wheel(project)), "placed", "green")
             return
-        with err.status(f"building {tag or loaded.image}...") as status:
+        with err.status(Text(f"building {tag or loaded.image}...")) as status:
             image = build_image(
-                loaded, tag, base_image, platform, pip_ca, on_line=lambda line: status.update(f"[dim]{line[:100]}[/]")
+                loaded, tag, base_image, platform, pip_ca, on_line=lambda line: status.update(Text(line[:100], "dim"))
             )
     except DockerError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
-    err.print(f"[green]built[/] {image}. Next: modelcrate test-image {project}")
+    say(f"{image}. Next: modelcrate test-image {project}", "built", "green")
 
 
 def _model_from_registry(project) -> None:
@@ -300,9 +322,9 @@ def _model_from_registry(project) -> None:
         arn = place_registry_model(project.path, project.options)
     except (RegistryError, ArtifactError, OptionsError) as exc:
         package = project.options.registry_package
-        err.print(f"[red]error:[/] registry package {package}: {escape(str(exc))}", highlight=False)
+        error(f"registry package {package}: {exc}")
         raise typer.Exit(1) from None
-    err.print(f"model: registry package {arn}")
+    say(f"model: registry package {arn}")
 
 
 def _compile_project_model(project) -> None:
@@ -310,7 +332,10 @@ def _compile_project_model(project) -> None:
 
     with err.status("compiling the model (modelcrate optimize)..."):
         problem = compile_model(project.path / "model")
-    err.print(f"[yellow]warning:[/] {problem}" if problem else "model: compiled to ONNX and verified", highlight=False)
+    if problem:
+        warning(problem)
+    else:
+        say("model: compiled to ONNX and verified")
 
 
 @app.command("test-image")
@@ -329,17 +354,17 @@ def test_image_command(
     image = project.image if project else target
     try:
         require_engine()
-        with err.status(f"testing {image} (network-isolated)..."):
+        with err.status(Text(f"testing {image} (network-isolated)...")):
             report = test_image(image, model_tar)
     except DockerError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
-    table = Table("check", "result", "detail", title=f"test-image {image}")
+    table = Table("check", "result", "detail", title=Text(f"test-image {image}"))
     for check in report.checks:
         table.add_row(
-            check.name,
+            Text(check.name),
             "[green]pass[/]" if check.passed else "[red]FAIL[/]",
-            check.detail if not check.passed or check.name.startswith(("healthy", "answers")) else "",
+            Text(check.detail if not check.passed or check.name.startswith(("healthy", "answers")) else ""),
         )
     Console().print(table)
     if not report.passed:
@@ -364,15 +389,15 @@ def run(
     try:
         with unpacked_model(model_tar) as model_dir, running_container(image, isolated, port, model_dir) as container:
             where = "with no network" if isolated else f"on http://127.0.0.1:{port}"
-            err.print(f"[green]running[/] {image} {where} (container {container.id[:12]}); Ctrl-C stops it")
+            say(f"{image} {where} (container {container.id[:12]}); Ctrl-C stops it", "running", "green")
             try:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
-                err.print("stopping (SIGTERM, drains within 30 s)...")
+                say("stopping (SIGTERM, drains within 30 s)...")
         print(container.final_log[-3000:], file=sys.stderr)
     except DockerError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
 
 

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, say
+from modelcrate.cli.registry import registry_failures
 
 card_app = typer.Typer(
     help="Model cards: what a model is for, how it was trained and evaluated, its risk rating, linked to one "
@@ -31,19 +32,15 @@ def _cards():
     from modelcrate.cards.service import Cards
     from modelcrate.registry.service import Registry
 
-    return Cards(Registry())
+    with registry_failures():
+        return Cards(Registry())
 
 
 def _call(operation: str, action):
     """Run ``action()``; a refused request is printed as the AWS CLI prints errors, with exit 2 (invalid
     request) or 1 (anything else)."""
-    from modelcrate.registry.service import RegistryError
-
-    try:
+    with registry_failures(operation):
         return action()
-    except RegistryError as exc:
-        err.print(f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}", highlight=False)
-        raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
 
 
 def _print(answer) -> None:
@@ -168,17 +165,19 @@ def diff(
         _print(changes)
         return
     if not changes:
-        err.print(f"versions {a} and {b} of {name} have the same content")
+        say(f"versions {a} and {b} of {name} have the same content")
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{name}: version {a} -> {b}", title_justify="left")
+    table = Table(title=Text(f"{name}: version {a} -> {b}"), title_justify="left")
     table.add_column("Field", overflow="fold")
     table.add_column(f"Version {a}", overflow="fold")
     table.add_column(f"Version {b}", overflow="fold")
     for change in changes:
-        table.add_row(change["Path"], _shown(change["Old"]), _shown(change["New"]), end_section=False)
+        cells = (change["Path"], _shown(change["Old"]), _shown(change["New"]))
+        table.add_row(*map(Text, cells), end_section=False)
     Console(soft_wrap=False).print(table)
 
 
@@ -205,7 +204,7 @@ def export(
     cards = _cards()
     answer = _call("CreateModelCardExportJob", lambda: cards.export_job(name, version, export_format, output, job_name))
     _print(answer)
-    err.print(f"[green]wrote[/] {answer['ExportArtifacts']['Location']}", highlight=False)
+    say(answer["ExportArtifacts"]["Location"], "wrote", "green")
 
 
 @card_app.command()

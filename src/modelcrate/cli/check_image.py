@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelcrate.cli import _project_or_image, app, err
+from modelcrate.cli import _project_or_image, app, err, error
 
 
 @app.command("check-image")
@@ -39,46 +39,46 @@ def check_image_command(
     Example: modelcrate check-image my-model --marketplace --json > readiness.json
     """
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from modelcrate.containers.docker import DockerError
     from modelcrate.containers.marketplace import FAIL, NOTE, PASS, MarketplaceError, check_marketplace
 
     if not marketplace:
-        err.print("[red]error:[/] say which rules to check: --marketplace (AWS Marketplace's)")
+        error("say which rules to check: --marketplace (AWS Marketplace's)")
         raise typer.Exit(2)
     project = _project_or_image(target)
     image = project.image if project else target
     try:
-        with err.status(f"checking {image} for AWS Marketplace...") as status:
+        with err.status(Text(f"checking {image} for AWS Marketplace...")) as status:
             report = check_marketplace(
-                image, supported_os, max_size_gb, ignore_vuln or [], on_step=lambda step: status.update(step)
+                image, supported_os, max_size_gb, ignore_vuln or [], on_step=lambda step: status.update(Text(step))
             )
     except MarketplaceError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     except DockerError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
     if json_output:
         print(json.dumps(report.to_json(), indent=2))
     else:
         shown = {PASS: "[green]pass[/]", FAIL: "[red]FAIL[/]", NOTE: "[yellow]note[/]"}
-        table = Table(title=f"Marketplace readiness of {image}")
+        table = Table(title=Text(f"Marketplace readiness of {image}"))
         for column in ("rule", "result", "found"):
             table.add_column(column, overflow="fold")  # paths and ids are evidence: never cut them short
         for rule in report.rules:
-            table.add_row(rule.title, shown.get(rule.status, f"[dim]{rule.status}[/]"), escape(rule.found))
+            table.add_row(rule.title, shown.get(rule.status, f"[dim]{rule.status}[/]"), Text(rule.found))
         console = Console(soft_wrap=True)  # what to do, one unbroken line per failure (readable in CI logs)
         console.print(table, highlight=False)
         for rule in report.rules:
             if rule.status == FAIL:
-                explained = f"{rule.title}: {escape(rule.found)}\n  what to do: {escape(rule.fix)}"
-                console.print(f"[red]FAIL[/] {explained}", highlight=False)
+                explained = f" {rule.title}: {rule.found}\n  what to do: {rule.fix}"
+                console.print(Text.assemble(("FAIL", "red"), explained), highlight=False)
             elif rule.status == NOTE:
-                explained = f"{rule.title}: {escape(rule.found)}\n  why, and what to do: {escape(rule.fix)}"
-                console.print(f"[yellow]note[/] {explained}", highlight=False)
+                explained = f" {rule.title}: {rule.found}\n  why, and what to do: {rule.fix}"
+                console.print(Text.assemble(("note", "yellow"), explained), highlight=False)
         audit = next(rule for rule in report.rules if rule.rule == "dependency-audit")
         rows = [(f, "no") for f in audit.evidence.get("findings", [])]
         rows += [(f, "yes (--ignore-vuln)") for f in audit.evidence.get("accepted", [])]
@@ -87,9 +87,9 @@ def check_image_command(
             for finding, accepted in rows:
                 fixes = ", ".join(finding["fix_versions"]) or "none yet"
                 cells = (finding["package"], finding["version"], finding["id"], ", ".join(finding["aliases"]), fixes)
-                vulns.add_row(*map(escape, cells), accepted)
+                vulns.add_row(*map(Text, cells), accepted)
             console.print(vulns, highlight=False)
-        verdict = "[green]ready[/]" if report.passed else "[red]not ready[/]"
-        console.print(f"{escape(image)}: {verdict} for AWS Marketplace", highlight=False)
+        verdict = ("ready", "green") if report.passed else ("not ready", "red")
+        console.print(Text.assemble(f"{image}: ", verdict, " for AWS Marketplace"), highlight=False)
     if not report.passed:
         raise typer.Exit(1)

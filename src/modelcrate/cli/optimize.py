@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, err, error, say, warning
 from modelcrate.predictors.compiled import MISSING_BY_GRAPH, MISSING_BY_ORIGINAL, MISSING_REFUSED
 
 MISSING_VALUES = {
@@ -32,18 +32,19 @@ def optimize(
     from modelcrate.errors import ModelLoadError
 
     try:
-        with err.status(f"compiling and verifying {model_dir}..."):
+        with err.status(Text(f"compiling and verifying {model_dir}...")):
             record = compile_model(model_dir)
     except ModelLoadError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     except NotCompilable as exc:
-        err.print(f"[yellow]warning:[/] not compiled, the original model serves as before: {exc}", highlight=False)
+        warning(f"not compiled, the original model serves as before: {exc}")
         return
-    err.print(
-        f"[green]wrote[/] {model_dir / record['file']} ({record['converter']}; {record['rows_checked']} rows "
+    say(
+        f"{model_dir / record['file']} ({record['converter']}; {record['rows_checked']} rows "
         f"checked, max error {record['max_abs_error']:.3g}, tolerance {record['absolute_tolerance']:g} + "
         f"{record['relative_tolerance']:g} x |value|); records with missing values: "
         f"{MISSING_VALUES[record['missing_values']]}",
-        highlight=False,
+        "wrote",
+        "green",
     )

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, err, error, say
 
 pipeline_app = typer.Typer(
     help="Serial inference pipelines: 2 to 15 containers behind one endpoint, as SageMaker runs them.",
@@ -74,7 +75,7 @@ def serve_pipeline(
     try:
         loaded = load_definition(definition)
     except PipelineDefinitionError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
 
     stopping = False
@@ -83,7 +84,7 @@ def serve_pipeline(
         nonlocal stopping
         if not stopping:  # a second Ctrl-C must not interrupt the containers' shutdown
             stopping = True
-            err.print("stopping the pipeline (each container drains for up to 30 s)...")
+            say("stopping the pipeline (each container drains for up to 30 s)...")
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
@@ -97,20 +98,17 @@ def serve_pipeline(
                 port=port,
                 workers=workers,
                 invocation_timeout=timeout,
-                progress=lambda line: status.update(line),
+                progress=lambda line: status.update(Text(line)),
             ) as endpoint,
         ):
             status.stop()
             chain = " -> " if loaded.mode == "Serial" else " | "
             containers = chain.join(f"{c.spec.hostname} (:{c.port})" for c in endpoint.containers)
-            err.print(
-                f"[green]serving[/] {loaded.name} ({loaded.mode}: {containers}) on {endpoint.url}; Ctrl-C stops it",
-                highlight=False,
-            )
+            say(f"{loaded.name} ({loaded.mode}: {containers}) on {endpoint.url}; Ctrl-C stops it", "serving", "green")
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
-        err.print("stopped the pipeline and its containers")
+        say("stopped the pipeline and its containers")
     except (PipelineError, ServerError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tempfile
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, error, say
 
 registry_app = typer.Typer(
     help="A model registry that speaks SageMaker: package groups, versioned packages, approval, validation, "
@@ -114,6 +115,34 @@ def _request_from(args: list[str], shape, fields: list[str], operation: str) -> 
     return request
 
 
+@contextmanager
+def registry_failures(operation: str | None = None, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Every failure of a registry command as one line, never a traceback: a refused request (exit 2 when the
+    request is invalid, else 1; worded as the AWS CLI does when ``operation`` names the call), an artifact that
+    cannot be stored or read, a database that cannot be used, or an error of the types in ``also`` (exit 1)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelcrate.registry.artifacts import ArtifactError
+    from modelcrate.registry.service import RegistryError
+
+    try:
+        yield
+    except RegistryError as exc:
+        if operation:
+            say(f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}")
+        else:
+            error(str(exc))
+        raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
+    except (ArtifactError, *also) as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        # The driver's own first line (the server and why); never the statement or the URL with its password.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        error(f"the registry database cannot be used: {reason}")
+        raise typer.Exit(1) from None
+
+
 def _operation(command: str, shape_name: str | None, call: str, identifier: str | None = None, summary: str = ""):
     """Register ``modelcrate registry COMMAND``: parse the request, call the service, print its answer."""
     operation = "".join(part.capitalize() for part in command.split("-"))
@@ -124,12 +153,16 @@ def _operation(command: str, shape_name: str | None, call: str, identifier: str 
 
         shape = getattr(shapes, shape_name) if shape_name else None
         fields = list(shape.model_fields) if shape else [identifier]
-        request = _request_from(ctx.args, shape, fields, operation)
+        try:
+            request = _request_from(ctx.args, shape, fields, operation)
+        except typer.BadParameter as exc:
+            error(exc.format_message())
+            raise typer.Exit(2) from None
         if request is None:
             skeleton = shapes.skeleton(shape) if shape else {identifier: ""}
             print(json.dumps(skeleton, indent=4))
             return
-        try:
+        with registry_failures(operation):
             registry = Registry()
             method = getattr(registry, call)
             if shape is None:
@@ -138,9 +171,6 @@ def _operation(command: str, shape_name: str | None, call: str, identifier: str 
                 answer = method(request[identifier])
             else:
                 answer = method(request)
-        except RegistryError as exc:
-            err.print(f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}", highlight=False)
-            raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
         print(json.dumps(answer, indent=4, default=str))
 
     flags = f"--{_kebab(identifier)} VALUE" if identifier else "the request's fields as --kebab-case flags"
@@ -245,38 +275,27 @@ def register(
     CustomerMetadataProperties. Example: modelcrate registry register my-project/ --group abalone
     """
     from modelcrate.registry.register import registration_request
-    from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.registry.service import Registry
 
-    try:
+    with registry_failures():
         registry = Registry()
-        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
+        # Packed inside the store, not in /tmp: recovery removes what a killed registration left.
+        with registry.store.staging() as scratch:
             request = registration_request(
-                source, group, description, approval_status, image, validation_input, scratch=Path(scratch)
+                source, group, description, approval_status, image, validation_input, scratch=scratch
             )
-            if group not in {g["ModelPackageGroupName"] for g in _all_groups(registry)}:
-                registry.create_model_package_group({"ModelPackageGroupName": group})
+            registry.ensure_model_package_group(group)
             answer = registry.create_model_package(request)
         described = registry.describe_model_package(answer["ModelPackageArn"])
-    except RegistryError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
     print(json.dumps(answer, indent=4))
-    err.print(
-        f"[green]registered[/] {group} version {described['ModelPackageVersion']} "
-        f"({described['ModelApprovalStatus']}, {described['ModelPackageStatus']})"
+    say(
+        f"{group} version {described['ModelPackageVersion']} "
+        f"({described['ModelApprovalStatus']}, {described['ModelPackageStatus']})",
+        "registered",
+        "green",
     )
     if described["ModelPackageStatus"] == "Failed":
         sys.exit(1)
-
-
-def _all_groups(registry) -> list[dict]:
-    groups, token = [], None
-    while True:
-        page = registry.list_model_package_groups({**({"NextToken": token} if token else {}), "MaxResults": 100})
-        groups += page["ModelPackageGroupSummaryList"]
-        token = page.get("NextToken")
-        if not token:
-            return groups
 
 
 @registry_app.command("export-sagemaker")
@@ -298,18 +317,15 @@ def export_sagemaker(
     > request.json && aws sagemaker create-model-package --cli-input-json file://request.json
     """
     from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, model_data_urls
-    from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.registry.service import Registry
 
-    try:
+    with registry_failures(also=(BridgeError,)):
         described = Registry().describe_model_package(package)
         request = create_model_package_request(described, model_data_urls(described, model_data_url or []))
-    except (RegistryError, BridgeError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
     text = json.dumps(request, indent=4, default=str) + "\n"
     if output:
         output.write_text(text)
-        err.print(f"[green]wrote[/] {output}")
+        say(str(output), "wrote", "green")
     else:
         print(text, end="")
 
@@ -325,18 +341,14 @@ def push(
 
     Uses the usual AWS credentials and region; AWS_ENDPOINT_URL points at another endpoint.
     """
-    from modelcrate.registry.artifacts import ArtifactError
     from modelcrate.registry.sagemaker import BridgeError
     from modelcrate.registry.sagemaker import push as push_package
-    from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.registry.service import Registry
 
-    try:
+    with registry_failures(also=(BridgeError,)):
         registry = Registry()
         described = registry.describe_model_package(package)
-        with tempfile.TemporaryDirectory(prefix="modelcrate-push-") as scratch:
-            artifacts = registry.verified_artifacts(package, Path(scratch))
+        with registry.store.staging() as scratch:
+            artifacts = registry.verified_artifacts(package, scratch)
             answer = push_package(described, artifacts, s3_prefix)
-    except (RegistryError, BridgeError, ArtifactError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
     print(json.dumps(answer, indent=4))

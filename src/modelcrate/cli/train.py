@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 import modelcrate
-from modelcrate.cli import _project_or_image, app, err
+from modelcrate.cli import _project_or_image, app, error, say
 
 _LOCAL = f"modelcrate {modelcrate.__version__} on this machine"
 
@@ -37,10 +36,10 @@ def sample_data(
     try:
         channels = write_abalone_channels(task, output)
     except TrainingJobError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     shown = " ".join(f"--channel {name}={path}" for name, path in channels.items())
-    err.print(f"[green]wrote[/] {output} (Abalone, {task}). Next: modelcrate train PROJECT {shown} --output out/")
+    say(f"{output} (Abalone, {task}). Next: modelcrate train PROJECT {shown} --output out/", "wrote", "green")
 
 
 def _channels(values: list[str]) -> dict[str, Path]:
@@ -114,24 +113,21 @@ def _register(model_dir: Path, model_tar: Path, image: str, group: str) -> str:
     """The trained model as the next version of GROUP, with the algorithm that trained it; returns its ARN."""
     # Imported here, not by `train`: only --register needs the registry extra.
     from modelcrate.registry.register import registration_request
-    from modelcrate.registry.service import NotFound, Registry, RegistryError
+    from modelcrate.registry.service import Registry, RegistryError
 
     try:
         registry = Registry()
-        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
-            request = registration_request(model_dir, group, image=image, scratch=Path(scratch))
+        with registry.store.staging() as scratch:
+            request = registration_request(model_dir, group, image=image, scratch=scratch)
             request["SourceAlgorithmSpecification"] = {
                 "SourceAlgorithms": [
                     {"AlgorithmName": _algorithm_name(image), "ModelDataUrl": str(model_tar.resolve())}
                 ]
             }
-            try:
-                registry.describe_model_package_group(group)
-            except NotFound:
-                registry.create_model_package_group({"ModelPackageGroupName": group})
+            registry.ensure_model_package_group(group)
             return registry.create_model_package(request)["ModelPackageArn"]
     except RegistryError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -179,10 +175,10 @@ def train(
         with training_job(channels, values) as job:
             if in_process:
                 spec_path = project.path / "code" / "training.json" if project else _spec_of_image(image, job.prefix)
-                err.print(f"training in-process with {_LOCAL}")
+                say(f"training in-process with {_LOCAL}")
                 result = job.run_in_process(spec_path, on_line=_show)
             else:
-                err.print(f"training in {image} with no network (docker run --network none {image} train)")
+                say(f"training in {image} with no network (docker run --network none {image} train)")
                 result = job.run_in_image(image, on_line=_show)
             record = {
                 "image": None if in_process else image,
@@ -195,20 +191,19 @@ def train(
             }
             if not result.succeeded:
                 _write_atomically(output / "training-job.json", record)
-                reason = escape(result.reason)
-                err.print(f"[red]training job failed[/] (exit {result.exit_code}): {reason}", highlight=False)
+                say(f"(exit {result.exit_code}): {result.reason}", "training job failed", "red")
                 raise typer.Exit(1)
             model_tar = _pack_model(result.model_dir, output)
             _write_atomically(output / "metrics.json", result.metrics)
             _write_atomically(output / "training-job.json", record)
             shown = ", ".join(f"{name}={value:g}" for name, value in result.metrics.items()) or "no metrics scraped"
-            err.print(f"[green]trained[/] in {result.duration_s:.1f} s ({shown}): wrote {model_tar}", highlight=False)
+            say(f"in {result.duration_s:.1f} s ({shown}): wrote {model_tar}", "trained", "green")
             if register:
                 arn = _register(result.model_dir, model_tar, image, register)
                 print(arn)
-                err.print(f"[green]registered[/] {arn}", highlight=False)
+                say(arn, "registered", "green")
     except (DockerError, TrainingJobError, ArtifactError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -219,15 +214,10 @@ def _training_target(target: str):
 
     project = _project_or_image(target)
     if project is None and Path(target).is_dir():
-        err.print(
-            f"[red]error:[/] {target} is not a modelcrate project (no {PROJECT_FILE}); give a project or an image"
-        )
+        error(f"{target} is not a modelcrate project (no {PROJECT_FILE}); give a project or an image")
         raise typer.Exit(2)
     if project is not None and not project.options.with_training:
-        err.print(
-            f"[red]error:[/] project {project.path} cannot train: make it with modelcrate init --with-training",
-            highlight=False,
-        )
+        error(f"project {project.path} cannot train: make it with modelcrate init --with-training")
         raise typer.Exit(2)
     return project, project.image if project else target
 
@@ -238,7 +228,7 @@ def _engine_reachable() -> bool:
     try:
         require_engine()
     except DockerError:
-        err.print(f"no Docker engine: training in-process with {_LOCAL}")
+        say(f"no Docker engine: training in-process with {_LOCAL}")
         return False
     return True
 
@@ -248,13 +238,13 @@ def _require_image(image: str, project) -> None:
 
     if not docker("image", "ls", "--quiet", image).strip():
         build = f"modelcrate build {project.path}" if project else "modelcrate build PROJECT"
-        err.print(f"[red]error:[/] image {image} is not built; build it first: {build}", highlight=False)
+        error(f"image {image} is not built; build it first: {build}")
         raise typer.Exit(1)
 
 
 def _show(line: str) -> None:
     """The job's log as it runs."""
-    err.print(line, style="dim", markup=False, highlight=False)
+    say(line, style="dim")
 
 
 def _spec_of_image(image: str, prefix: Path) -> Path:

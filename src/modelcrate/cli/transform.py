@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, err, error, say
 
 REGISTRY_PREFIX = "registry:"
 
@@ -80,7 +79,7 @@ def _package_target(target: str, scratch: Path):
         resolved, how = package_target(registry, arn, scratch)
     except (RegistryError, ArtifactError) as exc:
         raise TargetError(f"{target}: {exc}") from None
-    err.print(f"{arn}: {how}", highlight=False)
+    say(f"{arn}: {how}")
     return resolved
 
 
@@ -182,7 +181,7 @@ def transform(
                 progress=advance,
             )
     except (JobError, TargetError, StorageError, ServerError, PipelineDefinitionError, PipelineError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     finally:
         stack.close()
@@ -193,10 +192,12 @@ def transform(
     rate = report["RecordsPerSecond"]
     mbps = report["MegabytesPerSecond"]
     if summary.status == "Completed":
-        err.print(
-            f"[green]Completed[/] {report['RecordsIn']:,} records in {summary.seconds:.1f} s "
-            f"({rate:,} records/s, {mbps} MB/s); skipped {sum(f.skipped for f in summary.files)} complete files"
+        say(
+            f"{report['RecordsIn']:,} records in {summary.seconds:.1f} s "
+            f"({rate:,} records/s, {mbps} MB/s); skipped {sum(f.skipped for f in summary.files)} complete files",
+            "Completed",
+            "green",
         )
     else:
-        err.print(f"[red]Failed[/] {summary.failure_reason}", highlight=False)
+        say(summary.failure_reason, "Failed", "red")
         raise typer.Exit(1)

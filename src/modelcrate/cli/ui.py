@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelcrate.cli import app, err
+from modelcrate.cli import app, error, say
 
 
 @app.command()
@@ -31,15 +31,15 @@ def ui(
     try:
         settings = settings_for_bind(host, os.environ.get(TOKEN_VARIABLE))
     except ConsoleSetupError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(2) from None
     try:
         registry = Registry()
     except RegistryError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        error(str(exc))
         raise typer.Exit(1) from None
     shown_host = f"[{host}]" if ":" in host else host
     login = f"/?token=${TOKEN_VARIABLE}" if settings.token else "/"
-    err.print(f"[green]console[/] on http://{shown_host}:{port}{login} (Ctrl-C stops it)", highlight=False)
+    say(f"on http://{shown_host}:{port}{login} (Ctrl-C stops it)", "console", "green")
     # No proxy headers: nothing in front of the console may claim another client address or scheme.
     uvicorn.run(create_app(registry, settings), host=host, port=port, proxy_headers=False, server_header=False)

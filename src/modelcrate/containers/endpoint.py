@@ -7,6 +7,7 @@ the container contract: they use nothing but ``/ping``, ``/execution-parameters`
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import os
@@ -25,6 +26,7 @@ from modelcrate.containers.docker import DockerError, container_logs, docker, ru
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 35.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ServerError(RuntimeError):
@@ -115,6 +117,22 @@ def _wait_ready(port: int, alive: Callable[[], bool], logs: Callable[[], str], n
     raise ServerError(f"the model server for {name} was not healthy within {timeout:.0f} s; it logged:\n{tail(logs())}")
 
 
+def _tether_to_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM (its server then stops its workers and
+    exits) when this process dies, even by SIGKILL; None where prctl does not exist (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    parent = os.getpid()
+
+    def tether() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the tether held
+            os._exit(1)
+
+    return tether
+
+
 @contextmanager
 def _local_runtime(spec: ServerSpec, port: int, workers: int | None) -> Iterator[Endpoint]:
     env = {
@@ -133,6 +151,7 @@ def _local_runtime(spec: ServerSpec, port: int, workers: int | None) -> Iterator
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_tether_to_this_process(),
         )
 
     def logs() -> str:

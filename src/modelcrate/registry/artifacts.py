@@ -2,6 +2,10 @@
 
 The store is a local directory or ``s3://bucket/prefix``. An artifact is written whole or not at all (a
 temporary file renamed into place; one S3 upload), under ``sha256/<digest>/model.tar.gz``.
+
+Every temporary file of a registration (the packed model, a download, the copy being stored) lives in one staging
+directory per registration, under ``.staging/`` in a local store (``<registry home>/staging`` for an S3 store),
+named after its process: recovery removes those of dead processes, so a killed registration leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -66,6 +73,26 @@ def pack_directory(directory: Path, into: Path) -> Path:
     return target
 
 
+def check_model_archive(path: Path, name: str) -> None:
+    """Refuse anything but a gzip-compressed tar whose members all unpack inside the model directory (no ``..``,
+    no links out, no devices), judged by the same filter extraction uses; the archive is read through once."""
+    destination = path.parent / "model"
+    try:
+        with tarfile.open(path, mode="r:gz") as archive:
+            for member in archive:
+                try:
+                    tarfile.data_filter(member, str(destination))
+                except tarfile.SpecialFileError:
+                    raise ArtifactError(f"{name}: member {member.name} is a device or pipe, not a file") from None
+                except tarfile.FilterError:
+                    raise ArtifactError(
+                        f"{name}: member {member.name} would be written outside the model directory"
+                    ) from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ArtifactError(f"{name} is not a gzip-compressed tar archive (a model.tar.gz): {reason}") from None
+
+
 def _s3():
     import boto3
 
@@ -102,6 +129,38 @@ class ArtifactStore:
     def __init__(self, location: str):
         self.location = location.rstrip("/")
         self.is_s3 = self.location.startswith("s3://")
+        if self.is_s3:
+            from modelcrate.registry.db import registry_home
+
+            self.staging_root = registry_home() / "staging"
+        else:
+            self.staging_root = Path(self.location) / ".staging"
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A directory of this process for one registration's temporary files, removed when the block ends.
+        Inside a local store, so a staged file is renamed into place on the same filesystem."""
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        directory = Path(
+            tempfile.mkdtemp(prefix=f"{os.getpid()}.", suffix=f".{socket.gethostname()}", dir=self.staging_root)
+        )
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def recover_staging(self, alive: Callable[[str], bool]) -> int:
+        """Remove the staging directories of processes that died (``alive`` takes ``host:pid``); returns how many."""
+        if not self.staging_root.is_dir():
+            return 0
+        removed = 0
+        for directory in self.staging_root.iterdir():
+            pid, _, rest = directory.name.partition(".")
+            host = rest.partition(".")[2]
+            if pid.isdigit() and host and not alive(f"{host}:{pid}"):
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        return removed
 
     def _uri(self, sha256: str) -> str:
         return f"{self.location}/sha256/{sha256}/model.tar.gz"
@@ -109,8 +168,9 @@ class ArtifactStore:
     def uri_for(self, sha256: str) -> str:
         return self._uri(sha256)
 
-    def put(self, source: Path, sha256: str) -> StoredArtifact:
-        """Store ``source`` (whose digest the caller computed) at its content address."""
+    def put(self, source: Path, sha256: str, staging: Path) -> StoredArtifact:
+        """Store ``source`` (whose digest the caller computed) at its content address; a local copy is written
+        in ``staging`` (a directory of :meth:`staging`) first."""
         uri, size = self._uri(sha256), source.stat().st_size
         if self.is_s3:
             bucket, key = _split_s3(uri)
@@ -121,7 +181,7 @@ class ArtifactStore:
             return StoredArtifact(sha256, uri, size)
         target = Path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".incoming-", dir=target.parent)
+        fd, temp = tempfile.mkstemp(prefix=".incoming-", dir=staging)
         try:
             with os.fdopen(fd, "wb") as out, source.open("rb") as f:
                 shutil.copyfileobj(f, out, CHUNK)
@@ -158,8 +218,11 @@ class ArtifactStore:
         """Verify, then unpack into ``into`` (refusing members that would land outside it)."""
         data = self.read(uri, sha256)
         into.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(into, filter="data")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                tar.extractall(into, filter="data")
+        except tarfile.TarError as exc:
+            raise ArtifactError(f"cannot unpack the artifact {uri}: {exc}") from None
         return into
 
     def delete(self, uri: str) -> None:

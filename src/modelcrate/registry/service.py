@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelcrate.registry import shapes
-from modelcrate.registry.artifacts import ArtifactStore, fetch_source, file_digest
+from modelcrate.registry.artifacts import ArtifactError, ArtifactStore, check_model_archive, fetch_source, file_digest
 from modelcrate.registry.db import artifact_store_location, open_engine
 from modelcrate.registry.models import (
     Artifact,
@@ -144,6 +144,19 @@ class Registry:
             raise Conflict(f"model package group {name} already exists") from None
         return {"ModelPackageGroupArn": group_arn(name)}
 
+    def ensure_model_package_group(self, name: str) -> dict:
+        """Create the group unless it exists (insert-or-get): registrations racing into a new group all use it."""
+        data = _parse(shapes.CreateModelPackageGroupInput, {"ModelPackageGroupName": name}, "CreateModelPackageGroup")
+        with self.transaction() as session:
+            session.execute(
+                _upsert(session, PackageGroup)
+                .values(
+                    name=data["ModelPackageGroupName"], tags=[], created_at=now(), created_by=self.who, last_version=0
+                )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        return {"ModelPackageGroupArn": group_arn(data["ModelPackageGroupName"])}
+
     def _group(self, session: Session, identifier: str) -> PackageGroup:
         name = _group_name(identifier)
         group = session.scalar(select(PackageGroup).where(PackageGroup.name == name))
@@ -214,8 +227,8 @@ class Registry:
             existing = self._by_token(token, digest)
             if existing:
                 return {"ModelPackageArn": existing}
-        with tempfile.TemporaryDirectory(prefix="modelcrate-register-") as scratch:
-            ingested = self._ingest(data, Path(scratch))
+        with self.store.staging() as staging:
+            ingested = self._ingest(data, staging)
             try:
                 package = self._record(data, digest, ingested)
             except IntegrityError:
@@ -239,23 +252,28 @@ class Registry:
                 )
             return package_arn(package)
 
-    def _ingest(self, data: dict, scratch: Path) -> list[tuple[int, str, int]]:
-        """Store every container's model: claim first (committed), then the content-addressed artifact.
-        Returns (container index, sha256, size) for the containers that have a ModelDataUrl."""
+    def _ingest(self, data: dict, staging: Path) -> list[tuple[int, str, int]]:
+        """Store every container's model, once it is known to be a safe model.tar.gz: claim first (committed),
+        then the content-addressed artifact. Returns (container index, sha256, size) for the containers that have a
+        ModelDataUrl."""
         ingested = []
         containers = data.get("InferenceSpecification", {}).get("Containers", [])
         for index, container in enumerate(containers):
             url = container.get("ModelDataUrl")
             if not url:
                 continue
-            where = scratch / str(index)
+            where = staging / str(index)
             where.mkdir()
-            source = fetch_source(url, where)
+            try:
+                source = fetch_source(url, where)
+                check_model_archive(source, f"ModelDataUrl {url}")
+            except ArtifactError as exc:
+                raise RegistryError(str(exc)) from None
             sha256 = file_digest(source)
             with self.transaction() as session:
                 _lock_claims(session)
                 session.add(ArtifactClaim(sha256=sha256, owner=_owner(), created_at=now()))
-            stored = self.store.put(source, sha256)
+            stored = self.store.put(source, sha256, staging)
             ingested.append((index, sha256, stored.size))
         return ingested
 
@@ -411,8 +429,8 @@ class Registry:
 
     def update_model_package(self, request: dict) -> dict:
         data = _parse(shapes.UpdateModelPackageInput, request, "UpdateModelPackage")
-        with tempfile.TemporaryDirectory(prefix="modelcrate-update-") as scratch:
-            ingested = self._ingest(data, Path(scratch)) if "InferenceSpecification" in data else []
+        with self.store.staging() as staging:
+            ingested = self._ingest(data, staging) if "InferenceSpecification" in data else []
             with self.transaction() as session:
                 package = self.find_package(session, data["ModelPackageArn"])
                 self._apply_update(session, package, data, ingested)
@@ -606,8 +624,10 @@ class Registry:
             return package_arn(package)
 
     def recover(self) -> int:
-        """Finish what killed registrations left: an artifact claimed by a dead process and recorded by no
-        package is deleted, then the claim. Returns how many artifacts were removed."""
+        """Finish what killed registrations left: their staging directories are removed; an artifact claimed by a
+        dead process and recorded by no package is deleted, then the claim. Returns how many artifacts were
+        removed."""
+        self.store.recover_staging(_alive)
         removed = 0
         with self.transaction() as session:
             _lock_claims(session)
@@ -629,11 +649,14 @@ def _lock_claims(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(7210532)"))
 
 
+def _upsert(session: Session, table):
+    """An INSERT that can take ON CONFLICT, in the session's dialect (SQLite or PostgreSQL)."""
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def _ensure_artifact(session: Session, sha256: str, uri: str, size: int) -> None:
     """Insert the artifact's row unless a concurrent registration of the same bytes already did."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    session.execute(module.insert(Artifact).values(sha256=sha256, uri=uri, size=size).on_conflict_do_nothing())
+    session.execute(_upsert(session, Artifact).values(sha256=sha256, uri=uri, size=size).on_conflict_do_nothing())
 
 
 def _alive(owner: str) -> bool:

@@ -7,7 +7,6 @@ engine (or without the image) the model is served by this machine's runtime, and
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from modelcrate.transform.targets import Target
@@ -68,9 +67,9 @@ def _run_profile(registry, arn: str, profile: dict) -> dict:
 
     name = profile["ProfileName"]
     status = {"Name": name}
-    with tempfile.TemporaryDirectory(prefix="modelcrate-validate-") as scratch:
+    with registry.store.staging() as scratch:  # not /tmp: recovery removes what a killed validation left
         try:
-            target, how = package_target(registry, arn, Path(scratch))
+            target, how = package_target(registry, arn, scratch)
             status["ValidatedWith"] = how
             job = TransformJob.parse(
                 {"TransformJobName": f"validate-{name}", **profile["TransformJobDefinition"]},

@@ -13,9 +13,10 @@ import csv
 import io
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import numpy as np
 
@@ -36,6 +37,8 @@ _ALIASES = {
 OUTPUT_TYPES = (JSON, CSV, JSONLINES, NPY)
 _TEXT_CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
 _SHOWN = 40  # longest excerpt of client input quoted back in an error
+_LARGEST_FLOAT = int(np.finfo(np.float64).max)
+_CACHED_HEADER_CHARS = 256  # header values up to this long are cached; longer ones are parsed each time
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,25 @@ def _show(value) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
-@lru_cache(maxsize=256)
+def cache_short_headers(maxsize: int):
+    """``lru_cache`` for a parser of a header value (its first argument), skipped for long values: a client
+    sending unique long values would otherwise keep up to ``maxsize`` of them in the worker for good."""
+
+    def decorate(parse):
+        cached = lru_cache(maxsize=maxsize)(parse)
+
+        @wraps(parse)
+        def parse_header(header, *args):
+            if header is not None and len(header) > _CACHED_HEADER_CHARS:
+                return parse(header, *args)
+            return cached(header, *args)
+
+        return parse_header
+
+    return decorate
+
+
+@cache_short_headers(maxsize=256)
 def media_type(header: str) -> str:
     """The lower-case ``type/subtype`` of a Content-Type header; a charset other than UTF-8 is refused."""
     base, _, params = header.partition(";")
@@ -59,11 +80,11 @@ def media_type(header: str) -> str:
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _TEXT_CHARSETS:
-            raise UnsupportedMediaType(f"charset {value.strip()} is not supported; send UTF-8")
+            raise UnsupportedMediaType(f"charset {_show(value.strip())} is not supported; send UTF-8")
     return _ALIASES.get(base, base)
 
 
-@lru_cache(maxsize=256)
+@cache_short_headers(maxsize=256)
 def negotiate(accept: str | None, default: str) -> str:
     """The response type for an Accept header: highest q-value first, then the order given."""
     if not accept or not accept.strip():
@@ -94,7 +115,7 @@ def negotiate(accept: str | None, default: str) -> str:
             )
             if match:
                 return match
-    raise NotAcceptable(f"cannot answer with {accept.strip()!r}; supported: {', '.join(OUTPUT_TYPES)}")
+    raise NotAcceptable(f"cannot answer with {_show(accept.strip())}; supported: {', '.join(OUTPUT_TYPES)}")
 
 
 def _text(body: bytes, what: str) -> str:
@@ -198,7 +219,7 @@ def _records_of(value, schema: Schema, where: str) -> list[list]:
 def _matrix(records: Sequence[list], what: str) -> np.ndarray:
     try:
         return np.array(records, dtype=np.float64, ndmin=2)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pass
     width = len(records[0])
     for r, row in enumerate(records):
@@ -207,6 +228,8 @@ def _matrix(records: Sequence[list], what: str) -> np.ndarray:
         for c, v in enumerate(row):
             if v is not None and (isinstance(v, (list, dict, str)) or not isinstance(v, (int, float))):
                 raise BadRequest(f"{what} record {r}, value {c}: {_show(v)} is not a number")
+            if isinstance(v, int) and abs(v) > _LARGEST_FLOAT:
+                raise BadRequest(f"{what} record {r}, value {c}: {_show(v)} is beyond the float64 range")
     raise BadRequest(f"{what} records are not numeric")
 
 
@@ -217,6 +240,10 @@ def _json_value(text: str, what: str):
         raise BadRequest(f"invalid {what}: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise BadRequest(f"invalid {what}: nested too deeply") from None
+    except ValueError:  # Python's guard against quadratic int parsing (sys.set_int_max_str_digits)
+        raise BadRequest(
+            f"invalid {what}: an integer has more than {sys.get_int_max_str_digits()} digits; no feature needs that"
+        ) from None
 
 
 def decode_json(body: bytes, schema: Schema) -> np.ndarray:
@@ -235,10 +262,25 @@ def decode_jsonlines(body: bytes, schema: Schema) -> np.ndarray:
     return _matrix(records, "JSON Lines")
 
 
+def _check_npy_size(body: bytes) -> None:
+    """Refuse a header declaring more data than the body carries, before numpy allocates what it declares."""
+    stream = io.BytesIO(body)
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(stream)
+    if dtype.hasobject:
+        return  # np.load refuses pickles
+    declared = math.prod(shape) * dtype.itemsize
+    sent = len(body) - stream.tell()
+    if declared != sent:
+        raise BadRequest(f"NPY header declares shape {shape} of {dtype} ({declared} bytes), but {sent} bytes follow it")
+
+
 def decode_npy(body: bytes, schema: Schema) -> np.ndarray:
     if not body.startswith(b"\x93NUMPY"):
         raise BadRequest("body is not a valid NPY array (write it with numpy.save)")
     try:
+        _check_npy_size(body)
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc):
@@ -379,7 +421,7 @@ def decode(body: bytes, content_type: str, schema: Schema, supported: Sequence[s
         raise BadRequest("empty request body: send at least one record")
     if content_type not in supported:
         raise UnsupportedMediaType(
-            f"Content-Type {content_type!r} is not supported; send one of {', '.join(supported)}"
+            f"Content-Type {_show(content_type)} is not supported; send one of {', '.join(supported)}"
         )
     return DECODERS[content_type](body, schema)
 

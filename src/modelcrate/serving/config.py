@@ -17,6 +17,18 @@ MAX_PAYLOAD_MB = 100
 MIN_FREE_MEMORY_MB = 256
 INFERENCE_KEYS = ("predicted_label", "probability", "probabilities", "labels")
 BATCHING_MODES = ("off", "on", "auto")
+# Request head limits, near other servers' defaults: Apache's and nginx's 8 KiB request line, h11's (uvicorn's)
+# 16 KiB of head, Apache's 100 header fields. SageMaker's own headers are far smaller (custom attributes: 1 KiB).
+MAX_URL_BYTES = 8192
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16384
+# Reading a request is timed, predicting it is not (SAGEMAKER_MODEL_SERVER_TIMEOUT bounds that). An idle
+# connection lives 75 s, as nginx's do: longer than the 60 s idle timeout of most front ends, so that the
+# server does not close a connection its client is about to reuse.
+KEEP_ALIVE_TIMEOUT = 75.0
+HEADER_TIMEOUT = 20.0  # Apache's mod_reqtimeout
+BODY_TIMEOUT = 60.0  # the whole body: 100 MiB at 2 MB/s
+MAX_CONNECTIONS = 1000  # per worker, as gunicorn's worker_connections
 BATCH_STRATEGIES = {
     "MULTI_RECORD": "MULTI_RECORD",
     "MULTIRECORD": "MULTI_RECORD",
@@ -105,6 +117,13 @@ class ServingConfig:
     batching: str = "auto"  # off; on: wait up to max_batch_wait_ms to fill a batch; auto: batch what is queued
     max_batch_rows: int = 256
     max_batch_wait_ms: float = 2.0
+    max_url_bytes: int = MAX_URL_BYTES  # beyond it: 414
+    max_headers: int = MAX_HEADERS  # distinct header names per request; beyond it: 431
+    max_header_bytes: int = MAX_HEADER_BYTES  # of header names and values; beyond it: 431
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT  # seconds a connection may wait for its next request
+    header_timeout: float = HEADER_TIMEOUT  # seconds from a request's first byte to its last header; then 408
+    body_timeout: float = BODY_TIMEOUT  # seconds from its headers to the end of its body; then 408
+    max_connections: int = MAX_CONNECTIONS  # per worker; past it the longest-waiting connection is closed
     # Started as root, workers answer as this user once they have loaded the model (privileges.py).
     serving_user: privileges.ServingUser = field(default_factory=lambda: privileges.serving_user(None))
 
@@ -171,6 +190,13 @@ class ServingConfig:
             batching=batching,
             max_batch_rows=_int(env, "MODELCRATE_MAX_BATCH_ROWS", 256, 1),
             max_batch_wait_ms=_milliseconds(env, "MODELCRATE_MAX_BATCH_WAIT_MS", 2.0),
+            max_url_bytes=_int(env, "MODELCRATE_MAX_URL_BYTES", MAX_URL_BYTES, 64),
+            max_headers=_int(env, "MODELCRATE_MAX_HEADERS", MAX_HEADERS, 8),
+            max_header_bytes=_int(env, "MODELCRATE_MAX_HEADER_BYTES", MAX_HEADER_BYTES, 1024),
+            keep_alive_timeout=_seconds(env, "MODELCRATE_KEEP_ALIVE_TIMEOUT", KEEP_ALIVE_TIMEOUT),
+            header_timeout=_seconds(env, "MODELCRATE_HEADER_TIMEOUT", HEADER_TIMEOUT),
+            body_timeout=_seconds(env, "MODELCRATE_BODY_TIMEOUT", BODY_TIMEOUT),
+            max_connections=_int(env, "MODELCRATE_MAX_CONNECTIONS", MAX_CONNECTIONS, 16),
             serving_user=privileges.serving_user(env.get(privileges.SERVE_USER_VARIABLE)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})

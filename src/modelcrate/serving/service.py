@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from modelcrate.serving.hooks import RequestContext, UserHooks, load_user_hooks
 
 log = logging.getLogger("modelcrate.serving")
 CUSTOM_ATTRIBUTE_KEYS = "inference_output"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # What a label decoder decodes; the other keys of its input pass through.
@@ -36,7 +36,7 @@ def supported_keys(predictor: Predictor | None, inference_input: tuple[str, ...]
     return ("predicted_label", "labels")
 
 
-@lru_cache(maxsize=128)
+@codecs.cache_short_headers(maxsize=128)
 def keys_from_custom_attributes(header: str) -> tuple[str, ...] | None:
     """``X-Amzn-SageMaker-Custom-Attributes: inference_output=predicted_label,probabilities`` (``;`` between
     attributes). Other attributes are the user's and are left alone."""
@@ -144,7 +144,7 @@ class InferenceService:
             return model.predict(data)
         if isinstance(data, codecs.KeyedRecords) and self.decodes_labels:
             return self.decode_keyed_labels(data)
-        return self.predictor.predict(self.records_of(data, context))
+        return self.predict_records(self.records_of(data, context))
 
     def records_of(self, data, context: RequestContext) -> np.ndarray:
         """What the default predict_fn hands the predictor: the decoded data as validated float records."""
@@ -286,6 +286,17 @@ class InferenceService:
             return self.predictor.predict(records)
         except InvalidInput as exc:
             raise BadRequest(str(exc)) from None
+        except ValueError:
+            # Models computing in float32 (scikit-learn's trees) refuse values beyond its range: checked only
+            # once a prediction failed, to keep the check off the common path.
+            beyond = np.argwhere(np.isfinite(records) & (np.abs(records) > FLOAT32_MAX))
+            if len(beyond):
+                r, c = beyond[0]
+                raise BadRequest(
+                    f"record {r + 1}, feature {c + 1} is {records[r, c]:g}, beyond the float32 range "
+                    f"(+-{FLOAT32_MAX:.4g}) this {self._model_kind()} computes in"
+                ) from None
+            raise
 
     def encode(self, prediction: Prediction, context: RequestContext) -> tuple[bytes, str]:
         try:

@@ -14,9 +14,11 @@ import itertools
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import time
+from time import monotonic
 from urllib.parse import unquote
 
 import httptools
@@ -40,10 +42,14 @@ _REASONS = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     406: b"Not Acceptable",
+    408: b"Request Timeout",
     409: b"Conflict",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
     415: b"Unsupported Media Type",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    501: b"Not Implemented",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
     507: b"Insufficient Storage",
@@ -60,7 +66,10 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "awaiting",
         "body",
+        "head_size",
+        "header_bytes",
         "headers",
+        "in_body",
         "in_message",
         "parser",
         "pipelined",
@@ -69,6 +78,7 @@ class HttpConnection(asyncio.Protocol):
         "too_large",
         "transport",
         "url",
+        "waiting_since",
     )
 
     def __init__(self, server: WorkerServer):
@@ -76,22 +86,45 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False
+        self.in_body = False
+        self.head_size = 0  # bytes received since the current head began (see data_received)
         self.awaiting = False  # a batched request's answer is still owed
         self.pipelined: list[tuple] = []  # requests that came behind it on this connection
 
     def connection_made(self, transport):
         self.transport = transport
+        if len(self.server.connections) >= self.server.max_connections and not self.server.make_room():
+            transport.close()
+            return
         self.server.connections.add(self)
+        self.waiting_since = monotonic()  # for its first request: WorkerServer.close_stalled times each wait
 
     def connection_lost(self, exc):
         self.server.connections.discard(self)
 
     def data_received(self, data: bytes):
+        if not self.in_body:
+            self.head_size += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.respond(400, b"protocol upgrades are not supported\n", TEXT, keep_alive=False)
+        except httptools.HttpParserCallbackError as exc:
+            self.refuse(exc.__context__)
         except httptools.HttpParserError:
+            self.respond(400, b"malformed HTTP request\n", TEXT, keep_alive=False)
+        else:
+            # httptools gathers a header's whole value before on_header sees it: a head still incomplete past
+            # the limits is refused here, before that value can grow.
+            if not self.in_body and self.head_size > self.server.max_head_bytes:
+                self.refuse(self.server.too_many_header_bytes())
+
+    def refuse(self, error: BaseException | None) -> None:
+        """Answer a request a parser callback refused (an HttpError), and close the connection."""
+        if isinstance(error, HttpError):
+            self.respond(error.status, error.message.encode() + b"\n", TEXT, keep_alive=False)
+            self.server.metrics.observe(ROUTE_INDEX["other"], error.status, 0.0)
+        else:
             self.respond(400, b"malformed HTTP request\n", TEXT, keep_alive=False)
 
     # httptools callbacks
@@ -102,14 +135,35 @@ class HttpConnection(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
+        self.header_bytes = 0
+        self.waiting_since = monotonic()
 
     def on_url(self, url: bytes):
         self.url += url
+        if len(self.url) > self.server.max_url_bytes:
+            raise HttpError(f"the URL exceeds {self.server.max_url_bytes} bytes (MODELCRATE_MAX_URL_BYTES)", 414)
 
     def on_header(self, name: bytes, value: bytes):
-        self.headers[name.lower()] = value
+        # Counted here, checked once the head is complete: data_received bounds the memory until then.
+        key = name.lower()
+        self.headers[key] = value
+        self.header_bytes += len(name) + len(value)  # a name sent again counts here, not as another header
+        if key == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            # llhttp reads "gzip, chunked" as chunked and would hand over a body still gzip-coded.
+            raise HttpError(
+                f"Transfer-Encoding {value.decode('latin-1')[:40]!r} is not supported; send the body as is "
+                "(Content-Length) or with Transfer-Encoding: chunked alone",
+                501,
+            )
 
     def on_headers_complete(self):
+        if self.header_bytes > self.server.max_header_bytes:
+            raise self.server.too_many_header_bytes()
+        if len(self.headers) > self.server.max_headers:
+            raise HttpError(f"more than {self.server.max_headers} request headers (MODELCRATE_MAX_HEADERS)", 431)
+        self.in_body = True
+        self.head_size = 0
+        self.waiting_since = monotonic()
         length = self.headers.get(b"content-length")
         if length and length.isdigit() and int(length) > self.server.max_payload:
             self.too_large = True
@@ -126,6 +180,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self):
         self.in_message = False
+        self.in_body = False
         if self.transport.is_closing():
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
@@ -153,7 +208,10 @@ class HttpConnection(asyncio.Protocol):
             self.transport.writelines((head, body))
         if not keep_alive:
             self.transport.close()
-        elif self.awaiting:
+            return
+        if not self.in_message:
+            self.waiting_since = monotonic()
+        if self.awaiting:
             self.awaiting = False
             while self.pipelined and not self.awaiting and not self.transport.is_closing():
                 self.server.dispatch(self, *self.pipelined.pop(0))
@@ -177,7 +235,19 @@ class WorkerServer:
         self.shared = shared
         self.metrics: WorkerMetrics = shared.slot(slot)
         self.max_payload = config.max_payload_bytes
+        self.max_url_bytes = config.max_url_bytes
+        self.max_headers = config.max_headers
+        self.max_header_bytes = config.max_header_bytes
+        # The largest head within the three limits: the request line, and each header's ": " and CRLF.
+        self.max_head_bytes = config.max_url_bytes + config.max_header_bytes + 4 * config.max_headers + 64
         self.connections: set[HttpConnection] = set()
+        # Each connection holds a file descriptor: stay clear of the process's limit, past which accept() would
+        # fail for every client, /ping included.
+        files, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.max_connections = (
+            config.max_connections if files == resource.RLIM_INFINITY else min(config.max_connections, files - 64)
+        )
+        self.swept_at = monotonic()
         self.draining = False
         self.in_request = False
         self.listener: asyncio.AbstractServer | None = None
@@ -191,6 +261,43 @@ class WorkerServer:
     def reject_too_large(self, conn: HttpConnection) -> None:
         conn.respond(413, self._too_large_message(), TEXT, keep_alive=False)
         self.metrics.observe(ROUTE_INDEX["/invocations"], 413, 0.0)
+
+    def make_room(self) -> bool:
+        """At the connection cap: close the connection that has waited longest for its client, if one waits."""
+        waiting = [conn for conn in self.connections if not conn.awaiting]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda conn: conn.waiting_since)
+        oldest.transport.close()
+        self.connections.discard(oldest)
+        return True
+
+    def close_stalled(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every second: close the connections whose clients let their timeout pass. A deadline counts once it
+        passed before the previous sweep, so that a request read late, after a long prediction blocked the
+        loop, is not cut."""
+        cutoff, self.swept_at = self.swept_at, monotonic()
+        config = self.config
+        for conn in list(self.connections):
+            if conn.awaiting:  # the server owes the answer: SAGEMAKER_MODEL_SERVER_TIMEOUT times it
+                continue
+            if conn.in_body:
+                timeout, what = config.body_timeout, "body (MODELCRATE_BODY_TIMEOUT)"
+            elif conn.in_message:
+                timeout, what = config.header_timeout, "headers (MODELCRATE_HEADER_TIMEOUT)"
+            else:
+                timeout, what = config.keep_alive_timeout, None
+            if conn.waiting_since + timeout >= cutoff:
+                continue
+            if what is None:  # idle between requests
+                conn.transport.close()
+            else:
+                message = f"the request {what} did not arrive within {timeout:g} s\n"
+                conn.respond(408, message.encode(), TEXT, keep_alive=False)
+        loop.call_later(1.0, self.close_stalled, loop)
+
+    def too_many_header_bytes(self) -> HttpError:
+        return HttpError(f"the request headers exceed {self.max_header_bytes} bytes (MODELCRATE_MAX_HEADER_BYTES)", 431)
 
     def _too_large_message(self) -> bytes:
         return (
@@ -404,6 +511,7 @@ def run_worker(
     signal.signal(signal.SIGALRM, server.on_alarm)
     if models is not None:
         _keep_models_in_step(loop, server)
+    server.close_stalled(loop)
     server.metrics.set_ready(True)
     described = service.predictor.describe() if service and service.predictor else {}
     log.info("worker ready", extra={"worker": slot, "multi_model": config.multi_model, **described})

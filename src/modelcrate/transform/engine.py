@@ -146,7 +146,16 @@ Progress = Callable[[int, int], None]  # (records done, bytes done) since the la
 
 
 def output_uri(job: TransformJob, item: InputObject) -> str:
-    return storage.join(job.TransformOutput.S3OutputPath, item.relative + ".out")
+    return storage.output_location(job.TransformOutput.S3OutputPath, item.relative + ".out")
+
+
+def output_problem(job: TransformJob, item: InputObject) -> str | None:
+    """Why the item's output cannot be written (it would land outside the output path), checked before reading it."""
+    try:
+        output_uri(job, item)
+    except StorageError as exc:
+        return f"writing the output failed: {exc}"
+    return None
 
 
 def list_inputs(job: TransformJob) -> list[InputObject]:
@@ -175,6 +184,9 @@ class LocalEngine:
         self._slots = threading.local()
         self._next_slot = iter(range(1 << 62))
         self._slot_lock = threading.Lock()
+
+    def decompress(self, data: bytes, uri: str) -> bytes:
+        return storage.decompress(data, self.job.TransformInput.CompressionType, uri, self.parameters["MaxPayloadInMB"])
 
     def _invoker(self):
         """Threads are spread evenly over the servers, each thread keeping to one."""
@@ -218,6 +230,9 @@ class LocalEngine:
             for item in items:
                 result = FileResult(item.relative)
                 summary.files.append(result)
+                result.failure = item.refusal or output_problem(job, item)
+                if result.failure:
+                    continue
                 if resume and storage.exists(output_uri(job, item)):
                     result.skipped = True
                     continue
@@ -233,7 +248,7 @@ class LocalEngine:
     def _submit(self, item: InputObject, result: FileResult, pool: ThreadPoolExecutor) -> list:
         futures = []
         try:
-            data = storage.decompress(storage.read_bytes(item.uri), self.job.TransformInput.CompressionType, item.uri)
+            data = self.decompress(storage.read_bytes(item.uri), item.uri)
             result.bytes_in = len(data)
             for future, batch in self.submit_batches(data, pool):
                 futures.append((future, batch))

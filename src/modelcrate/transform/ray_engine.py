@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelcrate.transform import storage
-from modelcrate.transform.engine import FileResult, InvocationError, JobSummary, LocalEngine, Progress, output_uri
+from modelcrate.transform.engine import (
+    FileResult,
+    InvocationError,
+    JobSummary,
+    LocalEngine,
+    Progress,
+    output_problem,
+    output_uri,
+)
 from modelcrate.transform.job import TransformJob, resolve_parameters
 from modelcrate.transform.records import Processor, RecordError
 from modelcrate.transform.storage import InputObject, StorageError
@@ -51,8 +59,7 @@ class TransformActor:
     def transform(self, uri: str, start: int | None, end: int | None) -> tuple[bytes | None, int, int, str | None]:
         """(output, records, bytes read, failure reason) for the object at ``uri`` or its range [start, end)."""
         try:
-            data = storage.read_bytes(uri, start, end)
-            data = storage.decompress(data, self.job.TransformInput.CompressionType, uri)
+            data = self.engine.decompress(storage.read_bytes(uri, start, end), uri)
             parts, records = self.engine.transform_data(data, self.pool)
             return b"".join(parts), records, len(data), None
         except (StorageError, RecordError, InvocationError, UnicodeDecodeError) as exc:
@@ -138,6 +145,9 @@ def _run(ray, job, target, items, in_process, workers, resume, progress) -> JobS
         for item in items:
             result = FileResult(item.relative)
             summary.files.append(result)
+            result.failure = item.refusal or output_problem(job, item)
+            if result.failure:
+                continue
             if resume and storage.exists(output_uri(job, item)):
                 result.skipped = True
                 continue

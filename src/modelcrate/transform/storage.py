@@ -2,11 +2,13 @@
 
 Outputs are written whole or not at all: locally to a hidden temporary file renamed into place, on S3 by one
 ``put_object`` (an object appears only once its upload completed).
+
+Names are untrusted: an object whose key or manifest entry leads outside the input prefix (``..``, an absolute
+name, a symlink pointing out) is refused without being read, and no output is written outside the output path.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import tempfile
@@ -15,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from modelcrate.transform.job import MAX_PAYLOAD_MB
+
 PARTIAL_PREFIX = ".modelcrate-partial-"
+MIB = 1024 * 1024
+# A gzip object may decompress to this many times MaxPayloadInMB (100 MB when it is 0): legitimate CSV and JSON
+# compress 3-20x, while a gzip bomb expands up to ~1000x.
+GZIP_EXPANSION_LIMIT = 64
+OUTSIDE_INPUT = "refused: its name leads outside the input prefix (an absolute name, '..' or a symlink)"
 
 
 class StorageError(RuntimeError):
@@ -27,6 +36,7 @@ class InputObject:
     uri: str  # where to read it
     relative: str  # its path below the input prefix, mirrored under the output path
     size: int
+    refusal: str | None = None  # why it is not read: its name leads outside the input prefix
 
 
 def _s3_client():
@@ -66,6 +76,19 @@ def _directory_part(prefix: str) -> str:
     return prefix[: prefix.rfind("/") + 1]
 
 
+def _escapes(relative: str) -> bool:
+    return relative.startswith("/") or "\0" in relative or ".." in relative.split("/")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its symlinks followed, lies under ``root`` (itself resolved)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _refused(uri: str, relative: str) -> InputObject:
+    return InputObject(uri, relative, 0, OUTSIDE_INPUT)
+
+
 def list_prefix(uri: str) -> list[InputObject]:
     """Every object whose location starts with ``uri`` (S3Prefix semantics), sorted by relative path."""
     _check_scheme(uri)
@@ -75,11 +98,15 @@ def list_prefix(uri: str) -> list[InputObject]:
         objects = []
         try:
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                objects += [
-                    InputObject(f"s3://{bucket}/{o['Key']}", o["Key"][len(_directory_part(prefix)) :], o["Size"])
-                    for o in page.get("Contents", [])
-                    if not o["Key"].endswith("/")
-                ]
+                for o in page.get("Contents", []):
+                    if o["Key"].endswith("/"):
+                        continue
+                    location, relative = f"s3://{bucket}/{o['Key']}", o["Key"][len(_directory_part(prefix)) :]
+                    objects.append(
+                        _refused(location, relative)
+                        if _escapes(relative)
+                        else InputObject(location, relative, o["Size"])
+                    )
         except Exception as exc:
             raise StorageError(f"cannot list {uri}: {exc}") from None
         return sorted(objects, key=lambda o: o.relative)
@@ -94,6 +121,8 @@ def list_prefix(uri: str) -> list[InputObject]:
         files = sorted(p for p in candidates if p.is_file() and str(p).startswith(str(path)))
     return [
         InputObject(str(p), p.relative_to(root).as_posix(), p.stat().st_size)
+        if _inside(p, root)
+        else _refused(str(p), p.relative_to(root).as_posix())
         for p in files
         if not p.name.startswith(PARTIAL_PREFIX)
     ]
@@ -119,7 +148,10 @@ def list_manifest(uri: str) -> list[InputObject]:
     objects = []
     for relative in manifest[1:]:
         location = prefix + relative
-        objects.append(InputObject(location, relative, size_of(location)))
+        escapes = _escapes(relative) or (
+            not is_s3(prefix) and not _inside(local_path(location), local_path(_directory_part(prefix) or "."))
+        )
+        objects.append(_refused(location, relative) if escapes else InputObject(location, relative, size_of(location)))
     return objects
 
 
@@ -155,13 +187,35 @@ def read_bytes(uri: str, start: int | None = None, end: int | None = None) -> by
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
 
 
-def decompress(data: bytes, compression: str, uri: str) -> bytes:
+def decompress(data: bytes, compression: str, uri: str, max_payload_mb: int) -> bytes:
+    """The object's bytes, gunzipped (every member) when ``compression`` is Gzip; decompressing stops, and the
+    object is refused, as soon as it passes GZIP_EXPANSION_LIMIT x MaxPayloadInMB (a gzip bomb)."""
     if compression != "Gzip":
         return data
+    limit = GZIP_EXPANSION_LIMIT * (max_payload_mb or MAX_PAYLOAD_MB) * MIB
+    chunks: list[bytes] = []
+    size = 0
+    remaining = data
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
+        while remaining:
+            member = zlib.decompressobj(wbits=31)
+            pending = remaining
+            while pending and not member.eof:
+                chunk = member.decompress(pending, limit + 1 - size)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise StorageError(
+                        f"{uri} decompresses to more than {limit // MIB} MiB, {GZIP_EXPANSION_LIMIT} x MaxPayloadInMB "
+                        "(CompressionType=Gzip); split it into smaller objects or raise MaxPayloadInMB"
+                    )
+                pending = member.unconsumed_tail
+            if not member.eof:
+                raise StorageError(f"{uri} is not valid gzip (CompressionType=Gzip): it ends in the middle of a member")
+            remaining = member.unused_data.lstrip(b"\0")  # gzip allows zero padding after a member
+    except zlib.error as exc:
         raise StorageError(f"{uri} is not valid gzip (CompressionType=Gzip): {exc}") from None
+    return b"".join(chunks)
 
 
 def join(base: str, relative: str) -> str:
@@ -177,6 +231,15 @@ def exists(uri: str) -> bool:
         except Exception:
             return False
     return local_path(uri).is_file()
+
+
+def output_location(base: str, relative: str) -> str:
+    """Where the output for ``relative`` goes under ``base``; refused when it would land outside ``base``
+    (a '..' in the name, or a symlink in a local output path that points elsewhere)."""
+    location = join(base, relative)
+    if _escapes(relative) or not (is_s3(base) or _inside(local_path(location).parent, local_path(base))):
+        raise StorageError(f"refused: {relative} would be written outside the output path {base}")
+    return location
 
 
 def write_atomically(uri: str, parts: list[bytes]) -> None:
