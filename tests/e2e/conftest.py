@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from modelcrate.containers.docker import DockerError, docker, require_engine
+from modelcrate.containers.docker import DockerError, container_logs, docker, require_engine
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 BASE_IMAGE = os.environ.get("MODELCRATE_TEST_BASE_IMAGE", "local/debian-python:bookworm")
@@ -56,3 +58,21 @@ def init_and_build(root: Path, name: str, framework: str, model_format: str | No
     built = modelcrate("build", name, cwd=root)
     assert built.returncode == 0, built.stderr
     return root / name
+
+
+def wait_for_ping(port: int, seconds: float, container: str | None = None) -> None:
+    """Return once 127.0.0.1:PORT answers /ping with 200; fail after SECONDS, with CONTAINER's log when given."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as ping:
+                if ping.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"no answer to /ping on port {port} within {seconds} s\n"
+                + (container_logs(container) if container else "")
+            )
+        time.sleep(0.2)

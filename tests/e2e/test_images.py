@@ -16,7 +16,7 @@ import pytest
 
 from modelcrate.containers.docker import container_logs, running_container
 from tests.conftest import PAIRS, free_port
-from tests.e2e.conftest import BASE_IMAGE, MODELCRATE, init_and_build, modelcrate
+from tests.e2e.conftest import BASE_IMAGE, MODELCRATE, init_and_build, modelcrate, wait_for_ping
 
 IMAGE_PREFIX = "e2e-img-"
 
@@ -32,14 +32,7 @@ def test_run_serves_on_the_host_and_drains_on_interrupt(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as ping:
-                    if ping.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_ping(port, 60)
         row = b"0.0,1.0,0.0,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=row, headers={"Content-Type": "text/csv"}

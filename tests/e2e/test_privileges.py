@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from modelcrate.containers.docker import DOCKER, container_logs, docker
+from modelcrate.containers.docker import DOCKER, docker
 from modelcrate.containers.image_test import serving_processes, unpacked_model
 from tests.conftest import free_port
-from tests.e2e.conftest import init_and_build, modelcrate
+from tests.e2e.conftest import init_and_build, modelcrate, wait_for_ping
 
 IMAGE_PREFIX = "e2e-priv-"
 BAKED, S3 = f"{IMAGE_PREFIX}baked", f"{IMAGE_PREFIX}s3"
@@ -67,15 +66,7 @@ def serving(image: str, *options: str, model_dir: Path | None = None) -> Iterato
         args += ["-v", f"{model_dir}:/opt/ml/model:ro"]
     container = docker(*args, f"{image}:latest", "serve").strip()
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as ping:
-                    if ping.status == 200:
-                        break
-            except OSError:
-                assert time.monotonic() < deadline, container_logs(container)
-                time.sleep(0.2)
+        wait_for_ping(port, 240, container)
         yield container, port
     finally:
         docker("rm", "--force", container, check=False)

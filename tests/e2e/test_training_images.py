@@ -8,7 +8,6 @@ built on the local base image local/debian-python:bookworm and removed at the en
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from modelcrate.containers.training_job import training_job
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.service import InferenceService
 from tests.conftest import free_port
-from tests.e2e.conftest import init_and_build, modelcrate
+from tests.e2e.conftest import init_and_build, modelcrate, wait_for_ping
 
 IMAGE_PREFIX = "e2e-train-"
 KEYS = "inference_output=predicted_label,probabilities"
@@ -71,16 +70,7 @@ def channels(algorithm: dict) -> list[str]:
 def served_by_image(image: str, model_dir: Path, body: bytes, attributes: str | None) -> dict:
     port = free_port()
     with running_container(image, isolated=False, port=port, model_dir=model_dir):
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as ping:
-                    if ping.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for_ping(port, 120)
         headers = {"Content-Type": "text/csv", "Accept": "application/json"}
         if attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes

@@ -16,18 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import moto_client
-from tests.transform.conftest import ECHO_CODE, MODELCRATE, transform, write_lines
+from tests.transform.conftest import MODELCRATE, transform, write_lines
 
 SECRET = "TOP-SECRET-LINE-4711"
 ECHO_LINE = ["--content-type", "text/csv", "--split-type", "Line"]
-
-
-@pytest.fixture(scope="module")
-def echo_model(tmp_path_factory) -> Path:
-    model = tmp_path_factory.mktemp("echo-model")
-    (model / "code").mkdir()
-    (model / "code" / "inference.py").write_text(ECHO_CODE)
-    return model
 
 
 @pytest.fixture
