@@ -85,3 +85,16 @@ def test_a_missing_module_is_named_with_an_extra_the_package_declares():
     """tests/e2e/test_fresh_install.py runs the missing-extra line in a plain install; this keeps its table in step
     with pyproject.toml's extras."""
     assert set(EXTRA_OF_MODULE.values()) <= set(metadata("modelcrate").get_all("Provides-Extra"))
+
+
+def test_a_model_server_that_cannot_start_fails_the_transform_in_one_line(tmp_path):
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text("import modelcrate_absent_framework\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("1,2\n")
+    failed = run("transform", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    assert failed.returncode == 2
+    (line,) = [line for line in failed.stderr.splitlines() if line.strip()]  # the progress bar leaves a blank one
+    assert line.startswith(f"error: the model server for {model} stopped before it was healthy: cannot start: ")
+    assert line.endswith("No module named 'modelcrate_absent_framework'")

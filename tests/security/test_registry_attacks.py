@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -18,11 +19,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from modelcrate.registry.artifacts import ArtifactStore
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.models import ArtifactClaim
-from modelcrate.registry.service import Registry, RegistryError, group_arn
+from modelcrate.registry.service import Registry, RegistryError, group_arn, now
 from tests.registry.conftest import backend, database, model_dir, model_tar, package_request, registry  # noqa: F401
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
@@ -104,6 +106,30 @@ def test_sigkill_of_a_registration_leaves_no_staging_file_after_recovery(databas
     assert survivor.list_model_packages({"ModelPackageGroupName": "killed"})["ModelPackageSummaryList"] == []
     assert _files_under(store) == set()
     assert _files_under(temp) == set()
+    engine.dispose()
+
+
+def test_old_incoming_copies_are_swept_unless_a_live_claim_covers_them(database, model_tar, tmp_path):  # noqa: F811
+    """Earlier versions wrote the copy being stored as sha256/<digest>/.incoming-* after claiming the digest."""
+    engine = open_engine(database)
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    earlier = Registry(engine, store)
+    earlier.ensure_model_package_group("abalone")
+    earlier.create_model_package(package_request(model_tar))
+    (stored,) = map(Path, store.stored())
+    beside_stored = stored.parent / ".incoming-k1ll3d"
+    nothing_stored = tmp_path / "artifacts" / "sha256" / ("a" * 64) / ".incoming-k1ll3d"
+    being_written = tmp_path / "artifacts" / "sha256" / ("b" * 64) / ".incoming-wr1t1n"
+    for leftover in (beside_stored, nothing_stored, being_written):
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"part of a model.tar.gz")
+    with Session(engine) as session, session.begin():  # the writer's claim: this process, alive
+        session.add(ArtifactClaim(sha256="b" * 64, owner=f"{socket.gethostname()}:{os.getpid()}", created_at=now()))
+
+    Registry(engine, store)  # recovery runs on open
+    assert not beside_stored.exists() and stored.is_file()
+    assert not nothing_stored.parent.exists()
+    assert being_written.read_bytes() == b"part of a model.tar.gz"
     engine.dispose()
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelcrate.containers.runtime_wheel import build_runtime_wheel
+from modelcrate.containers.watchdog import RELEASED
 from modelcrate.scaffold.generate import PROJECT_FILE
 from modelcrate.scaffold.options import ProjectOptions
 
@@ -120,21 +126,44 @@ def running_container(
     model_dir: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[Container]:
-    """``docker run IMAGE serve`` in the background; stopped (SIGTERM, then kill after 30 s) on exit."""
-    args = ["run", "-d", "--network", "none" if isolated else "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}"]
+    """``docker run IMAGE serve`` in the background; stopped (SIGTERM, then kill after 30 s) on exit. A watchdog
+    process (modelcrate.containers.watchdog) starts it and removes it if this process dies first, even by
+    SIGKILL. Not ``--rm``: what a container that stopped by itself logged is read after it stopped."""
+    name = f"modelcrate-serve-{os.getpid()}-{secrets.token_hex(4)}"
+    args = ["--name", name, "--label", f"modelcrate.started-by={socket.gethostname()}:{os.getpid()}"]
+    args += ["--network", "none" if isolated else "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}"]
     if not isolated:
         args += ["-e", "MODELCRATE_BIND_HOST=127.0.0.1"]
-    for name, value in (env or {}).items():
-        args += ["-e", f"{name}={value}"]
+    for variable, value in (env or {}).items():
+        args += ["-e", f"{variable}={value}"]
     if model_dir:
         args += ["-v", f"{model_dir.resolve()}:/opt/ml/model:ro"]
-    container = Container(docker(*args, image, "serve").strip())
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "modelcrate.containers.watchdog", DOCKER, *args, image, "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # it must not hold the caller's output open after the caller is gone
+        start_new_session=True,
+    )
     try:
-        yield container
+        report = json.loads(watchdog.stdout.readline() or '{"error": "the container watchdog stopped"}')
+        if "error" in report:
+            raise DockerError(f"docker run failed: {report['error']}")
+        container = Container(report["id"])
+        try:
+            yield container
+        finally:
+            docker("stop", "-t", "30", container.id, check=False)
+            container.final_log = container_logs(container.id)
+            docker("rm", "-f", container.id, check=False)
+            with contextlib.suppress(BrokenPipeError):  # a watchdog killed meanwhile has nothing left to remove
+                watchdog.stdin.write(RELEASED)
+                watchdog.stdin.flush()
     finally:
-        docker("stop", "-t", "30", container.id, check=False)
-        container.final_log = container_logs(container.id)
-        docker("rm", "-f", container.id, check=False)
+        with contextlib.suppress(BrokenPipeError):
+            watchdog.stdin.close()
+        watchdog.stdout.close()
+        watchdog.wait()
 
 
 def container_logs(container: str) -> str:

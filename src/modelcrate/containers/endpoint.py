@@ -99,22 +99,45 @@ def execution_parameters(port: int) -> dict | None:
     return answer if isinstance(answer, dict) else None
 
 
-def tail(log: str, limit: int = 3000) -> str:
-    return log[-limit:]
+def _one_line(text: str, limit: int = 500) -> str:
+    return " ".join(text.split())[:limit]
 
 
-def _wait_ready(port: int, alive: Callable[[], bool], logs: Callable[[], str], name: str, timeout: float) -> None:
+def startup_failure(log: str, image: str | None = None) -> str:
+    """Why a server gave up, in one line: the first error it logged (a JSON line's ``message``: the supervisor's
+    own "a worker could not start" comes after the worker's reason), else its last line (another server's log).
+    A module missing inside an image is installed by rebuilding the image, not by installing it here."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    reason = _one_line(lines[-1]) if lines else "it logged nothing"
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("ERROR", "CRITICAL") and entry.get("message"):
+            reason = _one_line(str(entry["message"]))
+            break
+    if image and ("not installed" in reason or "No module named" in reason):
+        reason += f" (inside {image}: add it to the project's requirements.txt and rebuild the image)"
+    return reason
+
+
+def _wait_ready(
+    port: int, alive: Callable[[], bool], logs: Callable[[], str], name: str, timeout: float, image: str | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
-            raise ServerError(f"the model server for {name} stopped before it was healthy; it logged:\n{tail(logs())}")
+            reason = startup_failure(logs(), image)
+            raise ServerError(f"the model server for {name} stopped before it was healthy: {reason}")
         try:
             if http_request(port, "GET", "/ping", timeout=5)[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise ServerError(f"the model server for {name} was not healthy within {timeout:.0f} s; it logged:\n{tail(logs())}")
+    reason = startup_failure(logs(), image)
+    raise ServerError(f"the model server for {name} was not healthy within {timeout:.0f} s: {reason}")
 
 
 def _tether_to_this_process() -> Callable[[], None] | None:
@@ -184,7 +207,7 @@ def _container(spec: ServerSpec, port: int, workers: int | None) -> Iterator[End
             def logs() -> str:
                 return container_logs(container.id)
 
-            _wait_ready(port, alive, logs, spec.name, READY_TIMEOUT_S)
+            _wait_ready(port, alive, logs, spec.name, READY_TIMEOUT_S, spec.image)
             yield Endpoint(spec, port, logs)
     except DockerError as exc:
         raise ServerError(str(exc)) from None

@@ -23,7 +23,7 @@ from modelcrate.containers.docker import DockerError, container_logs, docker, ru
 HEALTH_DEADLINE_S = 240  # SageMaker's limit for a container to become healthy
 KEYS = "inference_output=predicted_label,probabilities"
 ANSWERS_AS_NON_ROOT = "answers requests as non-root"
-WORKERS_SETTLE_S = 60  # for every worker to finish loading (as root) and drop to its unprivileged user
+WORKERS_SETTLE_S = 60  # for every worker to load (as root) and drop; ours log when done, others are waited for
 CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
 
 # Runs inside the container: waits for /ping, then sends each request and prints the answers as JSON.
@@ -139,14 +139,33 @@ def answering_processes(processes: list[dict]) -> list[ServingProcess]:
     ]
 
 
+def ready_workers(container: str) -> set[int]:
+    """The pids of the workers that logged "worker ready": modelcrate's runtime logs it after a worker has loaded
+    its model and dropped root (when it was root), so their ids are final. None for another server."""
+    ready = set()
+    for line in container_logs(container).splitlines():
+        if '"worker ready"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("message") == "worker ready" and isinstance(entry.get("pid"), int):
+            ready.add(entry["pid"])
+    return ready
+
+
 def serving_processes(container: str, port: int, settle_s: float = WORKERS_SETTLE_S) -> list[ServingProcess]:
     """The processes answering on ``port``. A worker still loading (as root, before it drops) holds the socket
-    too: the listing is read again until none is root, for up to ``settle_s``; then the last one stands."""
+    too: the listing is read again until no process is root but one whose ids are final (it logged that it is
+    ready), for up to ``settle_s``; then the last one stands."""
     deadline = time.monotonic() + settle_s
     while True:
         output = docker("exec", container, "python", "-c", _LISTENERS, str(port), timeout=60)
         processes = answering_processes(json.loads(output.strip().splitlines()[-1]))
-        if (processes and not any(p.root for p in processes)) or time.monotonic() > deadline:
+        root = {p.pid for p in processes if p.root}
+        final = not root or root <= ready_workers(container)  # the log is read only when it decides
+        if (processes and final) or time.monotonic() > deadline:
             return processes
         time.sleep(0.5)
 

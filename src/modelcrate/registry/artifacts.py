@@ -6,6 +6,8 @@ temporary file renamed into place; one S3 upload), under ``sha256/<digest>/model
 Every temporary file of a registration (the packed model, a download, the copy being stored) lives in one staging
 directory per registration, under ``.staging/`` in a local store (``<registry home>/staging`` for an S3 store),
 named after its process: recovery removes those of dead processes, so a killed registration leaves nothing behind.
+Earlier versions wrote the copy being stored next to its destination, as ``sha256/<digest>/.incoming-*``;
+recovery removes those too, once no live claim covers the digest.
 """
 
 from __future__ import annotations
@@ -160,6 +162,24 @@ class ArtifactStore:
             if pid.isdigit() and host and not alive(f"{host}:{pid}"):
                 shutil.rmtree(directory, ignore_errors=True)
                 removed += 1
+        return removed
+
+    def sweep_incoming(self, being_stored: set[str]) -> int:
+        """Remove the ``.incoming-*`` copies that registrations of earlier versions, killed mid-write, left in
+        ``sha256/<digest>/`` (the one place they were written); returns how many. Such a copy was only ever written
+        by a process holding a claim on its digest, taken before and kept until after the write: one whose digest
+        is not in ``being_stored`` (the digests of live claims, read under the claims lock, so no new writer can
+        begin meanwhile) is written by nobody."""
+        root = Path(self.location) / "sha256"
+        if self.is_s3 or not root.is_dir():
+            return 0
+        removed = 0
+        for leftover in root.glob("*/.incoming-*"):
+            if leftover.parent.name not in being_stored:
+                leftover.unlink(missing_ok=True)
+                removed += 1
+                with contextlib.suppress(OSError):  # the folder of its digest, when nothing was stored there
+                    leftover.parent.rmdir()
         return removed
 
     def _uri(self, sha256: str) -> str:

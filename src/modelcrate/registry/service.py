@@ -624,15 +624,16 @@ class Registry:
             return package_arn(package)
 
     def recover(self) -> int:
-        """Finish what killed registrations left: their staging directories are removed; an artifact claimed by a
-        dead process and recorded by no package is deleted, then the claim. Returns how many artifacts were
-        removed."""
+        """Finish what killed registrations left: their staging directories are removed, and the ``.incoming-*``
+        copies of earlier versions that nobody is writing; an artifact claimed by a dead process and recorded by no
+        package is deleted, then the claim. Returns how many artifacts were removed."""
         self.store.recover_staging(_alive)
         removed = 0
         with self.transaction() as session:
             _lock_claims(session)
             claims = list(session.scalars(select(ArtifactClaim)))
             live = {c.sha256 for c in claims if _alive(c.owner)}
+            self.store.sweep_incoming(live)
             for claim in claims:
                 if claim.sha256 in live:
                     continue  # someone is storing these bytes right now
