@@ -163,6 +163,27 @@ def test_sigterm_answers_every_request_already_received_and_refuses_new_ones(mod
     assert server.process.wait(30) == 0
 
 
+def test_sigterm_answers_every_request_pipelined_on_a_connection(model_dir, slow_predict, start_server):
+    server = start_server(model_dir)
+    first = send_invocation(server.port)
+    wait_for(slow_predict.exists)
+    body = SAMPLE_ROW.encode()
+    request = b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+    pipelined = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    pipelined.sendall(request * 2)  # read by the worker only once it drains
+    server.process.send_signal(signal.SIGTERM)
+    assert answer_status(first) == 200
+    with pipelined, pipelined.makefile("rb") as stream:
+        answers = stream.read()  # the worker closes the connection after the last request it received
+    assert answers.count(b"HTTP/1.1 200 OK\r\n") == 2
+    first_answer, last_answer = answers.split(b"HTTP/1.1 ")[1:]
+    assert b"Connection: close" not in first_answer and b"Connection: close" in last_answer
+    assert server.process.wait(30) == 0
+
+
 def test_a_request_longer_than_the_drain_deadline_makes_the_exit_code_non_zero(model_dir, slow_predict, start_server):
     server = start_server(model_dir, env={"MODELCRATE_DRAIN_TIMEOUT": "2"})
     client = send_invocation(server.port, "20" + SAMPLE_ROW[3:])  # a 20 s prediction
