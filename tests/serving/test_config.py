@@ -22,6 +22,7 @@ def test_defaults():
     assert (config.max_url_bytes, config.max_headers, config.max_header_bytes) == (8192, 100, 16384)
     assert (config.keep_alive_timeout, config.header_timeout, config.body_timeout) == (75, 20, 60)
     assert config.max_connections == 1000
+    assert config.drain_timeout == 25  # within SageMaker's 30 s from SIGTERM to SIGKILL
 
 
 def test_every_variable_is_read():
@@ -52,6 +53,7 @@ def test_every_variable_is_read():
             "MODELCRATE_HEADER_TIMEOUT": "2.5",
             "MODELCRATE_BODY_TIMEOUT": "30",
             "MODELCRATE_MAX_CONNECTIONS": "200",
+            "MODELCRATE_DRAIN_TIMEOUT": "2",
         }
     )
     assert (config.port, config.workers, config.timeout, config.default_accept) == (9000, 3, 2.5, "text/csv")
@@ -69,6 +71,7 @@ def test_every_variable_is_read():
     assert (config.max_url_bytes, config.max_headers, config.max_header_bytes) == (2048, 30, 65536)
     assert (config.keep_alive_timeout, config.header_timeout, config.body_timeout) == (5, 2.5, 30)
     assert config.max_connections == 200
+    assert config.drain_timeout == 2
 
 
 def test_batch_jobs_may_send_up_to_100_mib_unless_they_say_how_much():
@@ -102,6 +105,7 @@ def test_default_concurrency_stays_within_the_100_mb_budget():
         ({"MODELCRATE_MAX_HEADERS": "2"}, "MODELCRATE_MAX_HEADERS=2 must be at least 8"),
         ({"MODELCRATE_BODY_TIMEOUT": "0"}, "MODELCRATE_BODY_TIMEOUT=0 must be positive"),
         ({"MODELCRATE_MAX_CONNECTIONS": "1"}, "MODELCRATE_MAX_CONNECTIONS=1 must be at least 16"),
+        ({"MODELCRATE_DRAIN_TIMEOUT": "soon"}, "MODELCRATE_DRAIN_TIMEOUT='soon' is not a number of seconds"),
     ],
 )
 def test_bad_values_are_named(env, message):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
 import socket
+import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +98,102 @@ def test_sigterm_drains_in_flight_requests_and_exits(model_dir, start_server):
     assert result["resp"].status == 200
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+SLOW_PREDICT = """
+    import time
+    from pathlib import Path
+
+    def predict_fn(data, model):
+        Path("SIGNALS", "predicting").touch()
+        time.sleep(float(data[0][0]) or 1.5)
+        return model.predict(data)
+"""
+
+
+@pytest.fixture
+def slow_predict(model_dir):
+    """Hooks whose predictions sleep 1.5 s (or as many seconds as the row's first value, if not 0); yields the
+    file each prediction touches as it starts, in a directory the workers can write to once they dropped root."""
+    with tempfile.TemporaryDirectory() as signals:
+        os.chmod(signals, 0o777)
+        with_hooks(model_dir, SLOW_PREDICT.replace("SIGNALS", signals))
+        yield Path(signals, "predicting")
+
+
+def wait_for(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def send_invocation(port: int, row: str = SAMPLE_ROW) -> socket.socket:
+    """A connection that has sent one complete /invocations request and not read its answer yet."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = row.encode()
+    client.sendall(
+        b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    return client
+
+
+def answer_status(client: socket.socket) -> int:
+    """The status of the whole answer on ``client``; raises OSError if the connection was cut."""
+    with client:
+        answer = http.client.HTTPResponse(client)
+        answer.begin()
+        answer.read()
+        return answer.status
+
+
+def test_sigterm_answers_every_request_already_received_and_refuses_new_ones(model_dir, slow_predict, start_server):
+    server = start_server(model_dir)
+    clients = [send_invocation(server.port) for _ in range(4)]
+    wait_for(slow_predict.exists)  # the first request is being predicted, the others wait in the worker or the kernel
+    server.process.send_signal(signal.SIGTERM)
+    assert [answer_status(client) for client in clients] == [200] * 4
+    wait_for(lambda: "draining: answering" in server.log())
+    try:
+        late = server.invoke(SAMPLE_ROW)
+    except ConnectionRefusedError:
+        pass
+    else:
+        assert late.status == 503
+    assert server.process.wait(30) == 0
+
+
+def test_sigterm_answers_every_request_pipelined_on_a_connection(model_dir, slow_predict, start_server):
+    server = start_server(model_dir)
+    first = send_invocation(server.port)
+    wait_for(slow_predict.exists)
+    body = SAMPLE_ROW.encode()
+    request = b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+    pipelined = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    pipelined.sendall(request * 2)  # read by the worker only once it drains
+    server.process.send_signal(signal.SIGTERM)
+    assert answer_status(first) == 200
+    with pipelined, pipelined.makefile("rb") as stream:
+        answers = stream.read()  # the worker closes the connection after the last request it received
+    assert answers.count(b"HTTP/1.1 200 OK\r\n") == 2
+    first_answer, last_answer = answers.split(b"HTTP/1.1 ")[1:]
+    assert b"Connection: close" not in first_answer and b"Connection: close" in last_answer
+    assert server.process.wait(30) == 0
+
+
+def test_a_request_longer_than_the_drain_deadline_makes_the_exit_code_non_zero(model_dir, slow_predict, start_server):
+    server = start_server(model_dir, env={"MODELCRATE_DRAIN_TIMEOUT": "2"})
+    client = send_invocation(server.port, "20" + SAMPLE_ROW[3:])  # a 20 s prediction
+    wait_for(slow_predict.exists)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) != 0
+    client.close()
+    cut_off = [line for line in server.log().splitlines() if "cut off" in line]
+    assert len(cut_off) == 1
+    assert "cut off 1 request(s)" in cut_off[0]
 
 
 def test_bodies_over_the_payload_limit_get_413(model_dir, start_server):

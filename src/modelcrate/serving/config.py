@@ -29,6 +29,9 @@ KEEP_ALIVE_TIMEOUT = 75.0
 HEADER_TIMEOUT = 20.0  # Apache's mod_reqtimeout
 BODY_TIMEOUT = 60.0  # the whole body: 100 MiB at 2 MB/s
 MAX_CONNECTIONS = 1000  # per worker, as gunicorn's worker_connections
+# After SIGTERM, the time to answer the requests already received: SageMaker sends SIGKILL 30 s after SIGTERM,
+# and the supervisor needs a moment past this deadline to reap the workers.
+DRAIN_TIMEOUT = 25.0
 BATCH_STRATEGIES = {
     "MULTI_RECORD": "MULTI_RECORD",
     "MULTIRECORD": "MULTI_RECORD",
@@ -124,6 +127,7 @@ class ServingConfig:
     header_timeout: float = HEADER_TIMEOUT  # seconds from a request's first byte to its last header; then 408
     body_timeout: float = BODY_TIMEOUT  # seconds from its headers to the end of its body; then 408
     max_connections: int = MAX_CONNECTIONS  # per worker; past it the longest-waiting connection is closed
+    drain_timeout: float = DRAIN_TIMEOUT  # seconds after SIGTERM to answer the requests already received
     # Started as root, workers answer as this user once they have loaded the model (privileges.py).
     serving_user: privileges.ServingUser = field(default_factory=lambda: privileges.serving_user(None))
 
@@ -197,6 +201,7 @@ class ServingConfig:
             header_timeout=_seconds(env, "MODELCRATE_HEADER_TIMEOUT", HEADER_TIMEOUT),
             body_timeout=_seconds(env, "MODELCRATE_BODY_TIMEOUT", BODY_TIMEOUT),
             max_connections=_int(env, "MODELCRATE_MAX_CONNECTIONS", MAX_CONNECTIONS, 16),
+            drain_timeout=_seconds(env, "MODELCRATE_DRAIN_TIMEOUT", DRAIN_TIMEOUT),
             serving_user=privileges.serving_user(env.get(privileges.SERVE_USER_VARIABLE)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -30,7 +30,8 @@ _BATCH_HIST = _SUM + len(ROUTES)
 _BATCH_SUM = _BATCH_HIST + _N_BATCH_BUCKETS
 _BUSY = _BATCH_SUM + 1  # monotonic start of the request in progress, 0 when idle
 _READY = _BUSY + 1
-_SLOT = _READY + 1
+_UNANSWERED = _READY + 1  # requests a draining worker has received and not answered yet
+_SLOT = _UNANSWERED + 1
 _DOUBLE = struct.calcsize("d")
 
 
@@ -48,6 +49,9 @@ class SharedMetrics:
 
     def is_ready(self, index: int) -> bool:
         return self._values[index * _SLOT + _READY] > 0
+
+    def unanswered(self, index: int) -> int:
+        return int(self._values[index * _SLOT + _UNANSWERED])
 
     def render(self) -> bytes:
         v = self._values
@@ -132,3 +136,6 @@ class WorkerMetrics:
 
     def set_ready(self, ready: bool) -> None:
         self._values[self._base + _READY] = 1.0 if ready else 0.0
+
+    def set_unanswered(self, requests: int) -> None:
+        self._values[self._base + _UNANSWERED] = requests

@@ -26,10 +26,13 @@ from modelcrate.serving.privileges import ServingUser, access_problem, first_unr
 
 log = logging.getLogger("modelcrate.serving")
 
-STOP_SECONDS = 28.0  # SageMaker sends SIGKILL 30 s after SIGTERM
+# Past the drain deadline (MODELCRATE_DRAIN_TIMEOUT), the time a worker has to exit before it is killed: a
+# prediction running inline keeps it from even seeing its own deadline.
+STOP_GRACE_SECONDS = 3.0
 STUCK_GRACE_SECONDS = 10.0  # past the timeout, a worker that did not answer its 504 is killed
 MAX_START_FAILURES = 5
 EXIT_START_FAILED = 3
+EXIT_DRAIN_CUT_OFF = 4  # the drain deadline passed with requests still unanswered
 
 
 def _thread_environment(config: ServingConfig) -> None:
@@ -58,8 +61,7 @@ def _worker_main(
     try:
         from modelcrate.serving.worker import run_worker
 
-        run_worker(config, sock, shared, slot, table, drop_to)
-        return 0
+        return EXIT_DRAIN_CUT_OFF if run_worker(config, sock, shared, slot, table, drop_to) else 0
     except StartupError as exc:
         log.error(f"cannot start: {exc}", extra={"worker": slot})
     except Exception as exc:
@@ -141,8 +143,9 @@ class Supervisor:
             self._kill_stuck_workers()
             time.sleep(0.1)
         self.stopping = True
-        self._wait_for_children()
-        self.sock.close()
+        self.sock.close()  # no worker is started any more: once the workers close theirs, connections are refused
+        if not self._wait_for_children() and exit_code == 0:
+            exit_code = EXIT_DRAIN_CUT_OFF
         if self.models is not None:
             self.models.remove()
         return exit_code
@@ -182,19 +185,41 @@ class Supervisor:
                 _signal(pid, signal.SIGKILL)
                 self.shared.slot(slot).end()
 
-    def _wait_for_children(self) -> None:
-        deadline = time.monotonic() + STOP_SECONDS
+    def _wait_for_children(self) -> bool:
+        """Wait for the draining workers, killing those still running past the drain deadline; True when every
+        worker answered all it had received."""
+        deadline = time.monotonic() + self.config.drain_timeout + STOP_GRACE_SECONDS
+        cut_off, clean = 0, True
         while self.children and time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
-            if pid:
-                self.children.pop(pid, None)
-            else:
+            if not pid:
                 time.sleep(0.05)
-        for pid in self.children:
+                continue
+            slot = self.children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            # SIGTERM's default action ends only a worker still starting: it had not accepted any connection.
+            if slot is None or code in (0, -signal.SIGTERM):
+                continue
+            clean = False
+            if code == EXIT_DRAIN_CUT_OFF:
+                cut_off += self.shared.unanswered(slot)
+            else:
+                log.error("a worker failed while draining", extra={"worker": slot, "exit_code": code})
+        killed = len(self.children)
+        for pid, slot in self.children.items():
             _signal(pid, signal.SIGKILL)
+            # A worker stuck in a prediction since before SIGTERM never began its drain, so never counted it.
+            cut_off += max(self.shared.unanswered(slot), 1 if self.shared.busy_since(slot) else 0)
+        if cut_off or killed:
+            log.error(
+                f"the drain deadline (MODELCRATE_DRAIN_TIMEOUT={self.config.drain_timeout:g} s) cut off "
+                f"{cut_off} request(s) already received",
+                extra={"workers_killed": killed},
+            )
+        return clean and not killed
 
 
 def _signal(pid: int, signum: int) -> None:

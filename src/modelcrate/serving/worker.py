@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import resource
+import select
 import signal
 import socket
 import time
@@ -35,7 +36,7 @@ from modelcrate.serving.service import InferenceService
 log = logging.getLogger("modelcrate.serving")
 
 TEXT = "text/plain; charset=utf-8"
-DRAIN_SECONDS = 25.0  # SageMaker sends SIGKILL 30 s after SIGTERM
+DRAIN_CHECK_SECONDS = 0.05
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
@@ -107,6 +108,8 @@ class HttpConnection(asyncio.Protocol):
             self.head_size += len(data)
         try:
             self.parser.feed_data(data)
+            if self.pipelined and not self.awaiting:  # draining: held until the whole buffer was parsed
+                self.answer_pipelined()
         except httptools.HttpParserUpgrade:
             self.respond(400, b"protocol upgrades are not supported\n", TEXT, keep_alive=False)
         except httptools.HttpParserCallbackError as exc:
@@ -185,7 +188,9 @@ class HttpConnection(asyncio.Protocol):
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         request = (self.parser.get_method(), self.url, self.headers, body, self.parser.should_keep_alive())
-        if self.awaiting:  # HTTP pipelining: answers go out in request order
+        # HTTP pipelining: answers go out in request order. While draining, every request waits for the end of
+        # its buffer, so that the last one received is the one answered with Connection: close.
+        if self.awaiting or self.server.draining:
             self.pipelined.append(request)
             self.transport.pause_reading()
             return
@@ -194,7 +199,25 @@ class HttpConnection(asyncio.Protocol):
     def respond_later(self) -> None:
         self.awaiting = True
 
+    def owes_nothing(self) -> bool:
+        return not (self.in_message or self.awaiting or self.pipelined)
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the socket holds bytes (or the client's end) the event loop has not read yet."""
+        poller = select.poll()
+        poller.register(self.transport.get_extra_info("socket").fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def answer_pipelined(self) -> None:
+        """Answer the requests queued on this connection, in order, until one waits for its batch."""
+        while self.pipelined and not self.awaiting and not self.transport.is_closing():
+            self.server.dispatch(self, *self.pipelined.pop(0))
+            if not self.pipelined and not self.transport.is_closing():
+                self.transport.resume_reading()
+
     def respond(self, status: int, body: bytes, content_type: str, keep_alive: bool = True):
+        if self.server.draining and not self.pipelined and not self.in_message:
+            keep_alive = False  # the last request received on this connection
         head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             status,
             _REASONS.get(status, b"Error"),
@@ -213,10 +236,7 @@ class HttpConnection(asyncio.Protocol):
             self.waiting_since = monotonic()
         if self.awaiting:
             self.awaiting = False
-            while self.pipelined and not self.awaiting and not self.transport.is_closing():
-                self.server.dispatch(self, *self.pipelined.pop(0))
-                if not self.pipelined and not self.transport.is_closing():
-                    self.transport.resume_reading()
+            self.answer_pipelined()
 
 
 class WorkerServer:
@@ -251,6 +271,9 @@ class WorkerServer:
         self.draining = False
         self.in_request = False
         self.listener: asyncio.AbstractServer | None = None
+        self.listening_socket: socket.socket | None = None
+        self.adopting: set[asyncio.Task] = set()  # connections taken from the listen backlog while draining
+        self.cut_off = 0  # requests the drain deadline cut off
         self._ids = itertools.count(1)
         self._execution_parameters = json.dumps(config.execution_parameters).encode()
 
@@ -346,7 +369,7 @@ class WorkerServer:
             status, payload, content_type = 200, self.shared.render(), "text/plain; version=0.0.4"
         if method == b"HEAD":
             payload = b""
-        conn.respond(status, payload, content_type, keep_alive=keep_alive and not self.draining)
+        conn.respond(status, payload, content_type, keep_alive=keep_alive)
         self.metrics.observe(ROUTE_INDEX[route], status, time.perf_counter() - started)
 
     def finish(
@@ -354,7 +377,7 @@ class WorkerServer:
     ) -> None:
         """Answer an /invocations request, perhaps later than it came (batching)."""
         if not conn.transport.is_closing():  # a client may leave while its batch is predicted
-            conn.respond(status, payload, content_type, keep_alive=keep_alive and not self.draining)
+            conn.respond(status, payload, content_type, keep_alive=keep_alive)
         self.metrics.observe(ROUTE_INDEX["/invocations"], status, time.perf_counter() - started)
 
     def models_request(
@@ -441,23 +464,44 @@ class WorkerServer:
     def begin_drain(self) -> None:
         if self.draining:
             return
-        log.info("draining: finishing in-flight requests")
         self.draining = True
-        if self.listener:
-            self.listener.close()
-        for conn in list(self.connections):
-            if not conn.in_message and not conn.awaiting:
-                conn.transport.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_SECONDS
+        if self.listener is not None:
+            self.accept_backlog(loop)
+            self.listener.close()  # a connection that comes later is refused, once every worker has drained
+            self.listener = None
+        log.info("draining: answering the requests already received")
+        self.drain_step(loop, loop.time() + self.config.drain_timeout)
 
-        def check():
-            if not self.connections or loop.time() > deadline:
-                loop.stop()
-            else:
-                loop.call_later(0.05, check)
+    def accept_backlog(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Accept every connection the kernel completed for the listening socket: their clients may have sent
+        their requests already."""
+        while True:
+            try:
+                client, _ = self.listening_socket.accept()
+            except OSError:  # BlockingIOError once the backlog is empty
+                return
+            client.setblocking(False)
+            adopting = loop.create_task(loop.connect_accepted_socket(lambda: HttpConnection(self), client))
+            self.adopting.add(adopting)
+            adopting.add_done_callback(self.adopting.discard)
 
-        check()
+    def drain_step(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Until every request received is answered, or the deadline: close the connections that owe nothing and
+        have nothing unread. Publishes how many requests are still owed, for the supervisor."""
+        for conn in list(self.connections):
+            if conn.owes_nothing() and not conn.transport.is_closing() and not conn.has_unread_bytes():
+                conn.transport.close()
+        # An open connection still owes an answer (or is still writing one).
+        unanswered = len(self.adopting) + sum(1 + len(conn.pipelined) for conn in self.connections)
+        self.metrics.set_unanswered(unanswered)
+        if not unanswered:
+            loop.stop()
+        elif loop.time() > deadline:
+            self.cut_off = unanswered
+            loop.stop()
+        else:
+            loop.call_later(DRAIN_CHECK_SECONDS, self.drain_step, loop, deadline)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -486,9 +530,9 @@ def run_worker(
     slot: int,
     table: ModelTable | None = None,
     drop_to: ServingUser | None = None,
-) -> None:
+) -> int:
     """Load the model (none yet on a multi-model endpoint), become ``drop_to`` (when started as root) and serve
-    until SIGTERM; returns when drained."""
+    until SIGTERM; returns when drained: the number of requests the drain deadline cut off."""
     if config.multi_model:
         service, models = None, MultiModelHost(config, table)
     else:
@@ -501,13 +545,19 @@ def run_worker(
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
     server = WorkerServer(config, service, shared, slot, models)
+    server.listening_socket = sock
     if service is not None and service.batchable and config.batching != "off":
         server.batcher = Batcher(server, service, config, loop)
+    # Until now SIGTERM ends the worker at once, which loses nothing. From the first connection it accepts
+    # (create_server already accepts), SIGTERM must drain instead: held back until its handler is in place.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     server.listener = loop.run_until_complete(
         loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=2048)
     )
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in stop_signals:
         loop.add_signal_handler(signum, server.begin_drain)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     signal.signal(signal.SIGALRM, server.on_alarm)
     if models is not None:
         _keep_models_in_step(loop, server)
@@ -520,3 +570,4 @@ def run_worker(
     finally:
         server.metrics.set_ready(False)
         loop.close()
+    return server.cut_off
