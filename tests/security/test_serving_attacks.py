@@ -226,3 +226,20 @@ def test_idle_connections_beyond_the_cap_do_not_stop_ping(sample_model, tmp_path
         for sock in idle:
             sock.close()
         server.stop()
+
+
+def test_garbage_pipelined_behind_a_batched_request_is_refused_after_that_request_is_answered(sample_model, tmp_path):
+    """The batched request's answer is owed first: the 400 for what follows it must not replace it."""
+    model_dir = sample_model("sklearn", "joblib", "regression")
+    server = launch(model_dir, tmp_path, env={"MODELCRATE_BATCHING": "on", "MODELCRATE_MAX_BATCH_WAIT_MS": "50"})
+    try:
+        valid = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(SAMPLE_ROW),
+            SAMPLE_ROW.encode(),
+        )
+        answer = exchange(server.port, valid + b"\x16\x03\x01garbage\r\n\r\n")
+        first, _, rest = answer.partition(b"\r\n\r\n")
+        assert status_of(first) == 200, answer[:300]
+        assert status_of(rest[rest.index(b"HTTP/1.1 ") :]) == 400, answer[:300]
+    finally:
+        server.stop()

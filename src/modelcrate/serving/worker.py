@@ -67,6 +67,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "awaiting",
         "body",
+        "failed",
         "head_size",
         "header_bytes",
         "headers",
@@ -91,6 +92,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_size = 0  # bytes received since the current head began (see data_received)
         self.awaiting = False  # a batched request's answer is still owed
         self.pipelined: list[tuple] = []  # requests that came behind it on this connection
+        self.failed: tuple[int, bytes] | None = None  # a refusal owed after them, then the connection closes
 
     def connection_made(self, transport):
         self.transport = transport
@@ -111,11 +113,11 @@ class HttpConnection(asyncio.Protocol):
             if self.pipelined and not self.awaiting:  # draining: held until the whole buffer was parsed
                 self.answer_pipelined()
         except httptools.HttpParserUpgrade:
-            self.respond(400, b"protocol upgrades are not supported\n", TEXT, keep_alive=False)
+            self.fail(400, b"protocol upgrades are not supported\n")
         except httptools.HttpParserCallbackError as exc:
             self.refuse(exc.__context__)
         except httptools.HttpParserError:
-            self.respond(400, b"malformed HTTP request\n", TEXT, keep_alive=False)
+            self.fail(400, b"malformed HTTP request\n")
         else:
             # httptools gathers a header's whole value before on_header sees it: a head still incomplete past
             # the limits is refused here, before that value can grow.
@@ -125,10 +127,17 @@ class HttpConnection(asyncio.Protocol):
     def refuse(self, error: BaseException | None) -> None:
         """Answer a request a parser callback refused (an HttpError), and close the connection."""
         if isinstance(error, HttpError):
-            self.respond(error.status, error.message.encode() + b"\n", TEXT, keep_alive=False)
+            self.fail(error.status, error.message.encode() + b"\n")
             self.server.metrics.observe(ROUTE_INDEX["other"], error.status, 0.0)
         else:
-            self.respond(400, b"malformed HTTP request\n", TEXT, keep_alive=False)
+            self.fail(400, b"malformed HTTP request\n")
+
+    def fail(self, status: int, message: bytes) -> None:
+        """Refuse what follows on this connection and close it, once the answers owed before it are sent."""
+        self.failed = (status, message)
+        self.transport.pause_reading()
+        if not self.awaiting:
+            self.answer_pipelined()
 
     # httptools callbacks
     def on_message_begin(self):
@@ -200,7 +209,7 @@ class HttpConnection(asyncio.Protocol):
         self.awaiting = True
 
     def owes_nothing(self) -> bool:
-        return not (self.in_message or self.awaiting or self.pipelined)
+        return not (self.in_message or self.awaiting or self.pipelined or self.failed)
 
     def has_unread_bytes(self) -> bool:
         """Whether the socket holds bytes (or the client's end) the event loop has not read yet."""
@@ -212,8 +221,10 @@ class HttpConnection(asyncio.Protocol):
         """Answer the requests queued on this connection, in order, until one waits for its batch."""
         while self.pipelined and not self.awaiting and not self.transport.is_closing():
             self.server.dispatch(self, *self.pipelined.pop(0))
-            if not self.pipelined and not self.transport.is_closing():
+            if not self.pipelined and not self.failed and not self.transport.is_closing():
                 self.transport.resume_reading()
+        if self.failed and not self.pipelined and not self.awaiting and not self.transport.is_closing():
+            self.respond(*self.failed, TEXT, keep_alive=False)
 
     def respond(self, status: int, body: bytes, content_type: str, keep_alive: bool = True):
         if self.server.draining and not self.pipelined and not self.in_message:
