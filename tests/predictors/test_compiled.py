@@ -21,7 +21,7 @@ from modelcrate.compiler.trees import (
     _split_thresholds,
     verification_rows,
 )
-from modelcrate.predictors import CLASSIFICATION, REGRESSION, ModelMetadata, load_predictor
+from modelcrate.predictors import CLASSIFICATION, REGRESSION, ModelLoadError, ModelMetadata, load_predictor
 from modelcrate.predictors.compiled import (
     COMPILED_FILE,
     LARGE_BATCH_ROWS,
@@ -29,6 +29,7 @@ from modelcrate.predictors.compiled import (
     MODEL_ORIGINAL,
     CompiledPredictor,
 )
+from modelcrate.predictors.trust import file_sha256
 from modelcrate.scaffold.sample_models import abalone_dataset
 
 SMALL = dict(random_state=0)
@@ -105,6 +106,8 @@ def _check_compiled(model_dir):
     )
     record = ModelMetadata.read(model_dir).compiled
     assert record["verified"] and record["rows_checked"] == RANDOM_ROWS + 5
+    recorded = ModelMetadata.read(model_dir).sha256_of_files
+    assert recorded == {name: file_sha256(model_dir / name) for name in (record["source_file"], COMPILED_FILE)}
     assert record["max_abs_error"] <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * 30
     # The same 10,000 random rows the command checked, checked again here through load_predictor.
     graph = (model_dir / COMPILED_FILE).read_bytes()
@@ -197,6 +200,11 @@ def test_a_compiled_model_of_another_model_file_is_not_used(tmp_path):
     joblib.dump(
         tree.DecisionTreeRegressor(max_depth=2, random_state=0).fit(data.x_train, data.y_train), model_dir / "model.pkl"
     )
+    with pytest.raises(ModelLoadError, match="changed after it was recorded"):
+        load_predictor(model_dir)
+    metadata = ModelMetadata.read(model_dir)
+    metadata.sha256_of_files = None  # the user accepts the new model.pkl, as the refusal says how
+    metadata.write(model_dir)
     with pytest.warns(RuntimeWarning, match="compiled from another version"):
         assert not isinstance(load_predictor(model_dir), CompiledPredictor)
 

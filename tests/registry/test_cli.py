@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+from modelcrate.predictors.trust import file_sha256
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 
@@ -148,3 +152,29 @@ def test_a_transform_job_runs_against_a_registry_package(registry_cli, model_dir
     assert run.returncode == 0, run.stderr
     assert "model-package/abalone/1: the local runtime" in run.stderr
     assert len((tmp_path / "out" / "rows.csv.out").read_text().splitlines()) == 30
+
+
+def _archived_metadata(registry_cli, name: str) -> dict:
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", name).stdout)
+    (container,) = described["InferenceSpecification"]["Containers"]
+    with tarfile.open(container["ModelDataUrl"].removeprefix("file://")) as archive:
+        return json.loads(archive.extractfile("modelcrate.json").read())
+
+
+def test_register_records_the_model_files_sha256_in_the_archive_only(registry_cli, sample_model, tmp_path):
+    model_dir = Path(shutil.copytree(sample_model("sklearn", "joblib", "regression"), tmp_path / "bare"))
+    (model_dir / "modelcrate.json").unlink()  # a user's bare model
+    assert registry_cli("register", model_dir, "--group", "rings").returncode == 0
+    archived = _archived_metadata(registry_cli, "rings/1")
+    assert archived["sha256_of_files"] == {"model.joblib": file_sha256(model_dir / "model.joblib")}
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.joblib"]  # the user's directory is left as it is
+
+
+def test_register_refuses_a_model_file_changed_after_it_was_recorded(registry_cli, sample_model, tmp_path):
+    model_dir = Path(shutil.copytree(sample_model("sklearn", "joblib", "regression"), tmp_path / "changed"))
+    with (model_dir / "model.joblib").open("ab") as model_file:
+        model_file.write(b"\0")
+    refused = registry_cli("register", model_dir, "--group", "rings")
+    assert refused.returncode == 2  # an invalid request, as the registry's other refusals
+    assert "model.joblib has sha256" in refused.stderr and "changed after it was recorded" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from modelcrate.predictors.trust import file_sha256
 from modelcrate.scaffold.sample_models import (
     SampleModelError,
     abalone_dataset,
@@ -40,6 +41,15 @@ def test_metadata_records_what_parity_checks_need(sample_model):
     classifier = json.loads((sample_model("sklearn", "joblib", "classification") / "modelcrate.json").read_text())
     assert classifier["labels"] == ["F", "I", "M"] and classifier["metrics"]["accuracy"] > 0.5
     assert set(classifier["samples"][0]["expected"]) == {"predicted_label", "probabilities"}
+
+
+@pytest.mark.parametrize("framework,fmt", [("sklearn", "joblib"), ("tensorflow", "savedmodel")])
+def test_metadata_records_the_sha256_of_every_file_the_server_loads(sample_model, framework, fmt):
+    model_dir = sample_model(framework, fmt, "regression")
+    recorded = json.loads((model_dir / "modelcrate.json").read_text())["sha256_of_files"]
+    loaded = [p for p in model_dir.rglob("*") if p.is_file() and p.name != "modelcrate.json"]
+    assert sorted(recorded) == sorted(p.relative_to(model_dir).as_posix() for p in loaded)
+    assert all(recorded[p.relative_to(model_dir).as_posix()] == file_sha256(p) for p in loaded)
 
 
 def test_bad_requests_are_refused_and_nothing_is_left_behind(tmp_path):

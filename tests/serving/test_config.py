@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from modelcrate.predictors.trust import ACCEPT_MISMATCH_VARIABLE
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.errors import BadRequest, ConfigError
 from modelcrate.serving.service import keys_from_custom_attributes
@@ -54,6 +55,7 @@ def test_every_variable_is_read():
             "MODELCRATE_BODY_TIMEOUT": "30",
             "MODELCRATE_MAX_CONNECTIONS": "200",
             "MODELCRATE_DRAIN_TIMEOUT": "2",
+            ACCEPT_MISMATCH_VARIABLE: "true",
         }
     )
     assert (config.port, config.workers, config.timeout, config.default_accept) == (9000, 3, 2.5, "text/csv")
@@ -72,6 +74,7 @@ def test_every_variable_is_read():
     assert (config.keep_alive_timeout, config.header_timeout, config.body_timeout) == (5, 2.5, 30)
     assert config.max_connections == 200
     assert config.drain_timeout == 2
+    assert config.accept_model_mismatch and not ServingConfig.from_env({}).accept_model_mismatch
 
 
 def test_batch_jobs_may_send_up_to_100_mib_unless_they_say_how_much():

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from modelcrate.predictors import ModelMetadata, load_predictor
+from modelcrate.predictors.trust import file_sha256
 from modelcrate.scaffold.sample_models import abalone_dataset
 from modelcrate.training import default_spec, run_training
 
@@ -127,6 +128,7 @@ def test_a_job_trains_the_model_a_direct_fit_gives_and_records_it(job, framework
     assert (metadata.framework, metadata.task) == (framework, task)
     assert metadata.model_format == ("joblib" if framework == "sklearn" else "json")
     assert metadata.framework_version == ("1.7.1" if framework == "sklearn" else "2.1.3")
+    assert metadata.sha256_of_files == {model_file: file_sha256(trained.model_dir / model_file)}
     assert metadata.feature_names == [f"f{i}" for i in range(1, data.x_test.shape[1] + 1)]
     assert metadata.labels == ([0, 1, 2] if task == "classification" else None)
     names = ["rmse", "mae", "r2"] if task == "regression" else ["accuracy", "log_loss"]

@@ -25,9 +25,9 @@ from modelcrate.predictors.compiled import (
     MISSING_REFUSED,
     RUNTIME,
     CompiledPredictor,
-    file_sha256,
     inference_session,
 )
+from modelcrate.predictors.trust import file_sha256, record_model_files
 
 ABSOLUTE_TOLERANCE = 1e-5
 RELATIVE_TOLERANCE = 1e-5
@@ -238,5 +238,6 @@ def optimize(model_dir: Path) -> dict:
     )
     (model_dir / COMPILED_FILE).write_bytes(graph)
     metadata.compiled = record
+    record_model_files(model_dir, found, metadata)
     metadata.write(model_dir)
     return record

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelcrate.predictors import CLASSIFICATION, ModelMetadata
+from modelcrate.predictors import CLASSIFICATION, ModelMetadata, find_model_file
+from modelcrate.predictors.trust import record_model_files
 from modelcrate.scaffold.sample_models import SEXES, abalone_dataset
 
 PIPELINE_FILE = "pipeline.json"
@@ -62,11 +63,16 @@ def pipeline_json() -> str:
     return json.dumps(PIPELINE, indent=2) + "\n"
 
 
-def _metadata(framework: str, model_format: str, **known) -> ModelMetadata:
+def _write_metadata(model_dir: Path, framework: str, model_format: str, **known) -> None:
+    """The model's modelcrate.json, recording the sha256 of its file as every model modelcrate writes does."""
     from importlib.metadata import version
 
     package = {"sklearn": "scikit-learn"}.get(framework, framework)
-    return ModelMetadata(framework=framework, framework_version=version(package), model_format=model_format, **known)
+    metadata = ModelMetadata(
+        framework=framework, framework_version=version(package), model_format=model_format, **known
+    )
+    record_model_files(model_dir, find_model_file(model_dir), metadata)
+    metadata.write(model_dir)
 
 
 def train_models(models: Path) -> None:
@@ -90,16 +96,21 @@ def train_models(models: Path) -> None:
     for name in (FEATURES, ALGORITHM, LABELS):
         (models / name).mkdir(parents=True)
     joblib.dump(features, models / FEATURES / "model.joblib")
-    _metadata("sklearn", "joblib", feature_names=data.feature_names).write(models / FEATURES)
+    _write_metadata(models / FEATURES, "sklearn", "joblib", feature_names=data.feature_names)
     algorithm.save_model(models / ALGORITHM / "model.json")
     encoded = encoder.transform(encoder.classes_).tolist()
     predicted = encoder.inverse_transform(algorithm.predict(features.transform(data.x_test)))
     accuracy = float((predicted == np.array(SEXES, dtype=object)[data.y_test]).mean())
-    _metadata(
-        "xgboost", "json", task=CLASSIFICATION, labels=encoded, metrics={"pipeline_accuracy": round(accuracy, 6)}
-    ).write(models / ALGORITHM)
+    _write_metadata(
+        models / ALGORITHM,
+        "xgboost",
+        "json",
+        task=CLASSIFICATION,
+        labels=encoded,
+        metrics={"pipeline_accuracy": round(accuracy, 6)},
+    )
     joblib.dump(encoder, models / LABELS / "model.joblib")
-    _metadata("sklearn", "joblib").write(models / LABELS)
+    _write_metadata(models / LABELS, "sklearn", "joblib")
 
 
 def write_autopilot_example(output: Path) -> Path:

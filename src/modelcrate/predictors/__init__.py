@@ -25,6 +25,7 @@ from modelcrate.predictors.formats import (
     ModelFile,
     find_model_file,
 )
+from modelcrate.predictors.trust import check_before_loading, file_sha256
 
 __all__ = [
     "CLASSIFICATION",
@@ -50,15 +51,18 @@ def load_predictor(
     model_format: str | None = None,
     model_file: str | None = None,
     prefer_compiled: bool = True,
+    accept_mismatch: bool = False,
 ) -> Predictor:
-    """Find the model file in ``model_dir`` and load it with its framework, or its verified compiled form."""
+    """Find the model file in ``model_dir`` and load it with its framework, or its verified compiled form; first
+    check the files and framework version ``modelcrate.json`` records (``accept_mismatch``: warn, do not refuse)."""
     model_dir = Path(model_dir)
     found = find_model_file(model_dir, model_format, model_file)
     metadata = ModelMetadata.read(model_dir)
+    check_before_loading(model_dir, found, metadata, accept_mismatch)
     if prefer_compiled and _compiled_form_usable(model_dir, found, metadata):
         from modelcrate.predictors import compiled
 
-        return compiled.load(model_dir, metadata)
+        return compiled.load(model_dir, metadata, accept_mismatch)
     if importlib.util.find_spec(found.framework) is None:
         raise ModelLoadError(
             f"{found.path} is a {found.model_format} model and needs {found.framework}, which is not "
@@ -78,8 +82,6 @@ def _compiled_form_usable(model_dir: Path, found: ModelFile, metadata: ModelMeta
     record = metadata.compiled
     if not record or not record.get("verified") or record.get("source_file") != found.path.name:
         return False
-    from modelcrate.predictors.compiled import file_sha256
-
     if not (model_dir / record["file"]).is_file() or file_sha256(found.path) != record["source_sha256"]:
         warnings.warn(
             f"{model_dir / record['file']} is missing or was compiled from another version of {found.path.name}; "

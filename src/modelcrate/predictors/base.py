@@ -53,6 +53,8 @@ class ModelMetadata:
     samples: list[dict[str, Any]] = field(default_factory=list)
     # Written by `modelcrate optimize` once the compiled model matched the original (see predictors/compiled.py).
     compiled: dict[str, Any] | None = None
+    # The sha256 of every file a predictor reads, by path relative to the model directory (see predictors/trust.py).
+    sha256_of_files: dict[str, str] | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelMetadata:
@@ -66,10 +68,13 @@ class ModelMetadata:
         known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
         return cls(**known)
 
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2) + "\n"
+
     def write(self, model_dir: Path) -> Path:
         path = model_dir / METADATA_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+        tmp.write_text(self.to_json())
         tmp.replace(path)
         return path
 

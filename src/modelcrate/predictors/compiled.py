@@ -8,7 +8,6 @@ RandomForest) and a shared library built for each image architecture.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -28,14 +27,6 @@ LARGE_BATCH_ROWS = 1_000
 log = logging.getLogger("modelcrate.serving")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def inference_session(model: bytes):
     """One thread per session: the server scales with worker processes, and a 1-row tree predict is too
     short to gain from a thread pool."""
@@ -53,7 +44,7 @@ class CompiledPredictor(Predictor):
 
     model_format = "onnx"
 
-    def __init__(self, session, compiled: dict, model_dir: Path):
+    def __init__(self, session, compiled: dict, model_dir: Path, accept_mismatch: bool = False):
         self._session = session
         self._input_name = session.get_inputs()[0].name
         self._output_name = session.get_outputs()[compiled["output_index"]].name
@@ -70,6 +61,7 @@ class CompiledPredictor(Predictor):
         self._missing_values = compiled["missing_values"]
         self.accepts_nan = self._missing_values != MISSING_REFUSED
         self._model_dir = model_dir
+        self._accept_mismatch = accept_mismatch  # for the original model, loaded later
         self._original: Predictor | None = None
         # Which model answers large batches: decided by timing both on the first one (see _predict_large).
         self.large_batch_model: str | None = None
@@ -125,10 +117,13 @@ class CompiledPredictor(Predictor):
         if self._original is None:
             from modelcrate.predictors import load_predictor
 
-            self._original = load_predictor(self._model_dir, prefer_compiled=False)
+            self._original = load_predictor(
+                self._model_dir, prefer_compiled=False, accept_mismatch=self._accept_mismatch
+            )
         return self._original
 
 
-def load(model_dir: Path, metadata: ModelMetadata) -> CompiledPredictor:
+def load(model_dir: Path, metadata: ModelMetadata, accept_mismatch: bool = False) -> CompiledPredictor:
     compiled = metadata.compiled
-    return CompiledPredictor(inference_session((model_dir / compiled["file"]).read_bytes()), compiled, model_dir)
+    session = inference_session((model_dir / compiled["file"]).read_bytes())
+    return CompiledPredictor(session, compiled, model_dir, accept_mismatch)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import modelcrate
-from modelcrate.predictors.base import ModelMetadata
+from modelcrate.predictors import METADATA_FILE, ModelLoadError, ModelMetadata, find_model_file
+from modelcrate.predictors.trust import record_model_files, recorded_file_problems
 from modelcrate.registry.artifacts import pack_directory
 from modelcrate.registry.db import registry_home
 from modelcrate.registry.service import RegistryError
@@ -42,6 +43,23 @@ def _model_and_image(source: Path, image: str | None) -> tuple[Path, str, str]:
     return source, image or LOCAL_RUNTIME_IMAGE, DEFAULT_INSTANCE
 
 
+def _pack_with_digests(model_dir: Path, metadata: ModelMetadata, scratch: Path) -> Path:
+    """The archive of ``model_dir``, whose modelcrate.json records the sha256 of the model files: checked when
+    recorded already (a changed file is refused), else recorded in the packed copy only (the user's directory is
+    left as it is). The framework version is not compared: this machine need not have the one that serves."""
+    problems = recorded_file_problems(model_dir, metadata)
+    if problems:
+        raise RegistryError(f"cannot register {model_dir}: {problems[0]}")
+    if metadata.sha256_of_files:
+        return pack_directory(model_dir, scratch)
+    try:
+        found = find_model_file(model_dir, metadata.model_format)
+    except ModelLoadError:
+        return pack_directory(model_dir, scratch)  # a model only the user's model_fn loads: no file to record
+    record_model_files(model_dir, found, metadata)
+    return pack_directory(model_dir, scratch, replaced={METADATA_FILE: metadata.to_json().encode()})
+
+
 def registration_request(
     source: Path,
     group: str,
@@ -56,7 +74,7 @@ def registration_request(
     registration."""
     model_dir, image, instance = _model_and_image(Path(source), image)
     metadata = ModelMetadata.read(model_dir)
-    container: dict = {"Image": image, "ModelDataUrl": str(pack_directory(model_dir, scratch))}
+    container: dict = {"Image": image, "ModelDataUrl": str(_pack_with_digests(model_dir, metadata, scratch))}
     if metadata.framework in SAGEMAKER_FRAMEWORKS:
         container["Framework"] = SAGEMAKER_FRAMEWORKS[metadata.framework]
     if metadata.framework_version:

@@ -22,9 +22,11 @@ from modelcrate.predictors import (
     FORMATS_OF_FRAMEWORK,
     REGRESSION,
     ModelMetadata,
+    find_model_file,
     load_predictor,
 )
 from modelcrate.predictors.evaluation import framework_version, prediction_metrics, recorded_samples
+from modelcrate.predictors.trust import record_model_files
 
 COLUMNS = [
     "sex",
@@ -184,6 +186,7 @@ def create_sample_model(framework: str, model_format: str | None, task: str, out
             feature_names=data.feature_names,
             labels=data.labels,
         )
+        record_model_files(staging, find_model_file(staging), metadata)
         metadata.write(staging)
         # Metrics and recorded outputs come from the saved file, loaded the way the server loads it.
         predictor = load_predictor(staging)

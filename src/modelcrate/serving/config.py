@@ -128,6 +128,8 @@ class ServingConfig:
     body_timeout: float = BODY_TIMEOUT  # seconds from its headers to the end of its body; then 408
     max_connections: int = MAX_CONNECTIONS  # per worker; past it the longest-waiting connection is closed
     drain_timeout: float = DRAIN_TIMEOUT  # seconds after SIGTERM to answer the requests already received
+    # Serve a model whose files or framework version differ from what modelcrate.json records, with a warning.
+    accept_model_mismatch: bool = False
     # Started as root, workers answer as this user once they have loaded the model (privileges.py).
     serving_user: privileges.ServingUser = field(default_factory=lambda: privileges.serving_user(None))
 
@@ -202,6 +204,9 @@ class ServingConfig:
             body_timeout=_seconds(env, "MODELCRATE_BODY_TIMEOUT", BODY_TIMEOUT),
             max_connections=_int(env, "MODELCRATE_MAX_CONNECTIONS", MAX_CONNECTIONS, 16),
             drain_timeout=_seconds(env, "MODELCRATE_DRAIN_TIMEOUT", DRAIN_TIMEOUT),
+            # Spelled out, not imported from predictors/trust.py (which names it in its messages): that would load
+            # numpy into the supervisor.
+            accept_model_mismatch=_flag(env, "MODELCRATE_ACCEPT_MODEL_MISMATCH"),
             serving_user=privileges.serving_user(env.get(privileges.SERVE_USER_VARIABLE)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})

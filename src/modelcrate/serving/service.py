@@ -6,7 +6,16 @@ import logging
 
 import numpy as np
 
-from modelcrate.predictors import FEATURE_TRANSFORM, LABEL_DECODING, InvalidInput, Prediction, Predictor, load_predictor
+from modelcrate.predictors import (
+    FEATURE_TRANSFORM,
+    LABEL_DECODING,
+    InvalidInput,
+    ModelMetadata,
+    Prediction,
+    Predictor,
+    load_predictor,
+)
+from modelcrate.predictors.trust import verify_recorded
 from modelcrate.serving import codecs
 from modelcrate.serving.config import INFERENCE_KEYS, ServingConfig, parse_keys
 from modelcrate.serving.errors import BadRequest, ConfigError, UnsupportedMediaType
@@ -112,9 +121,13 @@ class InferenceService:
         hooks = load_user_hooks(config.code_dir, config.program)
         model_fn = hooks.get("model_fn")
         if model_fn:
+            # The user's code picks the files to load; what modelcrate.json records is still checked first.
+            verify_recorded(config.model_dir, ModelMetadata.read(config.model_dir), config.accept_model_mismatch)
             model = model_fn(str(config.model_dir), None)
         else:
-            model = load_predictor(config.model_dir, config.model_format, config.model_file)
+            model = load_predictor(
+                config.model_dir, config.model_format, config.model_file, accept_mismatch=config.accept_model_mismatch
+            )
         return cls(config, model, hooks)
 
     def _model_kind(self) -> str:

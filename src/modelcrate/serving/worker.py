@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from modelcrate.predictors import trust
 from modelcrate.serving.batching import Batcher
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.errors import HttpError, RequestTimeout
@@ -547,6 +548,9 @@ def run_worker(
     if config.multi_model:
         service, models = None, MultiModelHost(config, table)
     else:
+        if slot > 0:
+            # The first worker logs what it found about the model's files; the others load the very same files.
+            trust.log.setLevel(logging.ERROR)
         service, models = InferenceService.load(config), None
         service.warm_up()
     if drop_to is not None:

@@ -15,8 +15,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from modelcrate.predictors import CLASSIFICATION, ModelMetadata, load_predictor
+from modelcrate.predictors import CLASSIFICATION, ModelMetadata, find_model_file, load_predictor
 from modelcrate.predictors.evaluation import framework_version, prediction_metrics, recorded_samples
+from modelcrate.predictors.trust import record_model_files
 from modelcrate.training.data import Channel, channel_directories, current_host, read_channel, read_hyperparameters
 from modelcrate.training.errors import EXIT_INTERNAL_ERROR, EXIT_JOB_ERROR, EXIT_OK, JobError
 from modelcrate.training.spec import TrainingSpec, load_spec, metric_line, parse_hyperparameters
@@ -133,6 +134,7 @@ def _check_empty(model_dir: Path) -> None:
 
 def _evaluate(staging: Path, metadata: ModelMetadata, spec: TrainingSpec, channels: dict[str, Channel]) -> None:
     """Metrics for every channel and recorded samples, from the saved model loaded as the server loads it."""
+    record_model_files(staging, find_model_file(staging), metadata)
     metadata.write(staging)
     predictor = load_predictor(staging, prefer_compiled=False)
     predictions = {name: predictor.predict(channel.features) for name, channel in channels.items()}
