@@ -24,6 +24,8 @@ from modelcrate.registry.contract import (
     service_model,
     skeleton,
 )
+from modelcrate.registry.service import RegistryError
+from tests.registry.conftest import package_request
 
 SERVICE = service_model()
 INPUTS = [
@@ -943,3 +945,10 @@ def test_a_member_newer_than_modelcrate_is_refused_by_name(newer_botocore):
 def test_a_value_newer_than_modelcrate_is_taken_from_botocore(newer_botocore):
     request = _with(FULL, "InferenceSpecification.SupportedTransformInstanceTypes", ["ml.future9.xlarge"])
     assert parse("CreateModelPackage", request) == request
+
+
+def test_the_registry_refuses_a_member_newer_than_modelcrate_and_registers_nothing(newer_botocore, registry, model_tar):
+    registry.create_model_package_group({"ModelPackageGroupName": "abalone"})
+    with pytest.raises(RegistryError, match=r"ModelPackageSignature: is new in botocore \S+ and modelcrate does not"):
+        registry.create_model_package(package_request(model_tar) | {"ModelPackageSignature": "signed"})
+    assert registry.list_model_packages()["ModelPackageSummaryList"] == []

@@ -266,7 +266,6 @@ class Cards:
                         "ModelCardName": card.name,
                         "ModelCardArn": card_arn(card.name),
                         "ModelCardStatus": card.status,
-                        "ModelCardVersion": card.latest_version,
                         "CreationTime": _iso(card.created_at),
                         "LastModifiedTime": _iso(card.modified_at),
                     }
