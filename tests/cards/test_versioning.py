@@ -100,11 +100,17 @@ def test_a_second_card_with_the_same_name_is_a_conflict(cards):
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        ({"ModelCardName": "bad name", "Content": {}}, "ModelCardName 'bad name'"),
-        ({"ModelCardName": "-card", "Content": {}}, "ModelCardName '-card'"),
-        ({"ModelCardName": "card", "Content": {}, "ModelCardStatus": "Done"}, "ModelCardStatus 'Done' is not one of"),
-        ({"ModelCardName": "card"}, "needs Content"),
-        ({"ModelCardName": "card", "Content": {}, "Tags": []}, "CreateModelCard has no field Tags"),
+        ({"ModelCardName": "bad name", "Content": {}}, "ModelCardName: 'bad name' has the wrong form"),
+        ({"ModelCardName": "-card", "Content": {}}, "ModelCardName: '-card' has the wrong form"),
+        (
+            {"ModelCardName": "card", "Content": {}, "ModelCardStatus": "Done"},
+            "ModelCardStatus: 'Done' is not a choice",
+        ),
+        ({"ModelCardName": "card"}, "Content: required"),
+        (
+            {"ModelCardName": "card", "Content": {}, "ModelCardStatus": "Draft", "SecurityConfig": {"KmsKeyId": "k"}},
+            "SecurityConfig: is not supported by modelcrate: it encrypts with an AWS KMS key",
+        ),
     ],
 )
 def test_malformed_create_requests_are_refused_with_the_field_named(cards, request_, message):
@@ -131,5 +137,5 @@ def test_list_filters_sorts_and_pages(cards):
     assert [s["ModelCardName"] for s in cards.list_model_cards({"NameContains": "alp"})["ModelCardSummaries"]] == [
         "alpha-card"
     ]
-    with pytest.raises(RegistryError, match="SortBy 'Size'"):
+    with pytest.raises(RegistryError, match="SortBy: 'Size' is not a choice here"):
         cards.list_model_cards({"SortBy": "Size"})

@@ -6,6 +6,7 @@ validation, version numbers, status changes, the link to a package version, one 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime
@@ -18,23 +19,20 @@ from sqlalchemy.orm import Session
 from modelcrate.cards.content import carried_over, content_from_package, diff_contents, model_id_of, parse_content
 from modelcrate.cards.models import ModelCard, ModelCardExport, ModelCardVersion
 from modelcrate.cards.render import FORMATS, render
-from modelcrate.registry.service import ARN_PREFIX, Conflict, NotFound, Registry, RegistryError, as_utc, now
+from modelcrate.registry.models import Tag
+from modelcrate.registry.service import (
+    ARN_PREFIX,
+    Conflict,
+    NotFound,
+    Registry,
+    RegistryError,
+    as_utc,
+    now,
+    parse_request,
+)
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-STATUSES = ("Draft", "PendingReview", "Approved", "Archived")
 ARCHIVED = "Archived"
-SORT_KEYS = ("Name", "CreationTime")
-SORT_ORDERS = ("Ascending", "Descending")
-LIST_FIELDS = (
-    "NameContains",
-    "ModelCardStatus",
-    "CreationTimeAfter",
-    "CreationTimeBefore",
-    "SortBy",
-    "SortOrder",
-    "MaxResults",
-    "NextToken",
-)
 
 
 def card_arn(name: str) -> str:
@@ -45,12 +43,11 @@ def export_job_arn(card_name: str, job_name: str) -> str:
     return f"{ARN_PREFIX}model-card/{card_name}/export-job/{job_name}"
 
 
-def _check_fields(request: dict, allowed: tuple[str, ...], operation: str) -> None:
-    if not isinstance(request, dict):
-        raise RegistryError(f"{operation}: the request must be a JSON object")
-    unknown = sorted(set(request) - set(allowed))
-    if unknown:
-        raise RegistryError(f"{operation} has no field {', '.join(unknown)}; its fields: {', '.join(allowed)}")
+def _parsed(operation: str, request) -> dict:
+    """The request checked by botocore's shape; Content may be the JSON object itself instead of its text."""
+    if isinstance(request, dict) and isinstance(request.get("Content"), dict | list):
+        request = {**request, "Content": json.dumps(request["Content"], separators=(",", ":"), ensure_ascii=False)}
+    return parse_request(operation, request)
 
 
 def _check_name(name, field: str = "ModelCardName") -> str:
@@ -59,12 +56,6 @@ def _check_name(name, field: str = "ModelCardName") -> str:
             f"{field} {name!r}: 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
         )
     return name
-
-
-def _check_status(status) -> str:
-    if status not in STATUSES:
-        raise RegistryError(f"ModelCardStatus {status!r} is not one of {', '.join(STATUSES)}")
-    return status
 
 
 def _iso(moment: datetime) -> str:
@@ -82,12 +73,10 @@ class Cards:
     # ---------------------------------------------------------------- create
 
     def create_model_card(self, request: dict) -> dict:
-        _check_fields(request, ("ModelCardName", "Content", "ModelCardStatus"), "CreateModelCard")
-        if "Content" not in request:
-            raise RegistryError("CreateModelCard needs Content (the card's sections; {} for an empty card)")
-        name = _check_name(request.get("ModelCardName"))
-        status = _check_status(request.get("ModelCardStatus", "Draft"))
-        return self._create(name, parse_content(request["Content"]), status)
+        data = _parsed("CreateModelCard", request)
+        return self._create(
+            data["ModelCardName"], parse_content(data["Content"]), data["ModelCardStatus"], data.get("Tags", [])
+        )
 
     def create_from_package(self, card_name: str, package: str) -> dict:
         """A Draft card for a package version (GROUP/N or its ARN), filled from what the registry knows."""
@@ -103,7 +92,7 @@ class Cards:
         content = {**content_from_package(self.registry.describe_model_package(package)), **carried_over(source)}
         return self._create(new_name, parse_content(content), "Draft")
 
-    def _create(self, name: str, content: dict, status: str) -> dict:
+    def _create(self, name: str, content: dict, status: str, tags: list[dict] = ()) -> dict:
         model_id = model_id_of(content)
         moment = now()
         try:
@@ -128,6 +117,7 @@ class Cards:
                         card_id=card.id, version=1, content=content, created_at=moment, created_by=self.who
                     )
                 )
+                self.registry.tag(session, card_arn(name), tags)
         except IntegrityError:
             # A concurrent request took the name or the model between the checks and the insert.
             raise Conflict(f"model card {name}, or a card for model {model_id}, was created at the same time") from None
@@ -155,16 +145,16 @@ class Cards:
     # ---------------------------------------------------------------- update
 
     def update_model_card(self, request: dict) -> dict:
-        _check_fields(request, ("ModelCardName", "Content", "ModelCardStatus"), "UpdateModelCard")
-        name = _check_name(request.get("ModelCardName"))
-        if "Content" in request and "ModelCardStatus" in request:
+        data = _parsed("UpdateModelCard", request)
+        name = data["ModelCardName"]
+        if "Content" in data and "ModelCardStatus" in data:
             raise RegistryError(
                 "UpdateModelCard changes Content or ModelCardStatus, not both at once: make two updates"
             )
-        if "Content" in request:
-            self._new_version(name, parse_content(request["Content"]))
-        elif "ModelCardStatus" in request:
-            self._set_status(name, _check_status(request["ModelCardStatus"]))
+        if "Content" in data:
+            self._new_version(name, parse_content(data["Content"]))
+        elif "ModelCardStatus" in data:
+            self._set_status(name, data["ModelCardStatus"])
         else:
             raise RegistryError("UpdateModelCard needs Content (a new version) or ModelCardStatus")
         return {"ModelCardArn": card_arn(name)}
@@ -253,39 +243,29 @@ class Cards:
         }
 
     def list_model_cards(self, request: dict | None = None) -> dict:
-        data = request or {}
-        _check_fields(data, LIST_FIELDS, "ListModelCards")
+        data = parse_request("ListModelCards", request or {})
         query = select(ModelCard)
         if data.get("NameContains"):
             query = query.where(ModelCard.name.contains(data["NameContains"]))
         if data.get("ModelCardStatus"):
-            query = query.where(ModelCard.status == _check_status(data["ModelCardStatus"]))
+            query = query.where(ModelCard.status == data["ModelCardStatus"])
         if data.get("CreationTimeAfter"):
             query = query.where(ModelCard.created_at > as_utc(data["CreationTimeAfter"]))
         if data.get("CreationTimeBefore"):
             query = query.where(ModelCard.created_at < as_utc(data["CreationTimeBefore"]))
-        sort_by, sort_order = data.get("SortBy", "CreationTime"), data.get("SortOrder", "Descending")
-        if sort_by not in SORT_KEYS:
-            raise RegistryError(f"SortBy {sort_by!r} is not one of {', '.join(SORT_KEYS)}")
-        if sort_order not in SORT_ORDERS:
-            raise RegistryError(f"SortOrder {sort_order!r} is not one of {', '.join(SORT_ORDERS)}")
-        size = data.get("MaxResults", 100)
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 100:
-            raise RegistryError(f"MaxResults {size!r} must be a whole number from 1 to 100")
-        column = ModelCard.name if sort_by == "Name" else ModelCard.created_at
-        ascending = sort_order == "Ascending"
+        column = ModelCard.name if data.get("SortBy") == "Name" else ModelCard.created_at
+        ascending = data.get("SortOrder") == "Ascending"
         query = query.order_by(
             column.asc() if ascending else column.desc(), ModelCard.id.asc() if ascending else ModelCard.id.desc()
         )
         with self.registry.transaction() as session:
-            cards, token = self.registry.page(session, query, {**data, "MaxResults": size})
+            cards, token = self.registry.page(session, query, data)
             return {
                 "ModelCardSummaries": [
                     {
                         "ModelCardName": card.name,
                         "ModelCardArn": card_arn(card.name),
                         "ModelCardStatus": card.status,
-                        "ModelCardVersion": card.latest_version,
                         "CreationTime": _iso(card.created_at),
                         "LastModifiedTime": _iso(card.modified_at),
                     }
@@ -388,5 +368,6 @@ class Cards:
             card = self._card(session, name)
             session.execute(delete(ModelCardExport).where(ModelCardExport.card_id == card.id))
             session.execute(delete(ModelCardVersion).where(ModelCardVersion.card_id == card.id))
+            session.execute(delete(Tag).where(Tag.resource_arn == card_arn(card.name)))
             session.delete(card)
         return {}

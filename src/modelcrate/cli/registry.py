@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,11 +51,7 @@ def _scalar_type(shape, name: str) -> type | None:
     """int or bool when the field holds one (flags arrive as text; the shapes are strict)."""
     if shape is None:
         return None
-    annotation = shape.model_fields[name].annotation
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if candidate in (bool, int):
-            return candidate
-    return None
+    return {"integer": int, "long": int, "boolean": bool}.get(shape.members[name].type_name)
 
 
 def _scalar(raw: str, kind: type | None, flag: str):
@@ -148,18 +143,18 @@ def _operation(command: str, shape_name: str | None, call: str, identifier: str 
     operation = "".join(part.capitalize() for part in command.split("-"))
 
     def run(ctx: typer.Context) -> None:
-        from modelcrate.registry import shapes
+        from modelcrate.registry import contract
         from modelcrate.registry.service import Registry, RegistryError
 
-        shape = getattr(shapes, shape_name) if shape_name else None
-        fields = list(shape.model_fields) if shape else [identifier]
+        shape = contract.service_model().shape_for(shape_name) if shape_name else None
+        fields = list(shape.members) if shape else [identifier]
         try:
             request = _request_from(ctx.args, shape, fields, operation)
         except typer.BadParameter as exc:
             error(exc.format_message())
             raise typer.Exit(2) from None
         if request is None:
-            skeleton = shapes.skeleton(shape) if shape else {identifier: ""}
+            skeleton = contract.skeleton(shape) if shape else {identifier: ""}
             print(json.dumps(skeleton, indent=4))
             return
         with registry_failures(operation):
@@ -320,8 +315,10 @@ def export_sagemaker(
     from modelcrate.registry.service import Registry
 
     with registry_failures(also=(BridgeError,)):
-        described = Registry().describe_model_package(package)
-        request = create_model_package_request(described, model_data_urls(described, model_data_url or []))
+        registry = Registry()
+        described = registry.describe_model_package(package)
+        tags = registry.list_tags({"ResourceArn": described["ModelPackageArn"]})["Tags"]
+        request = create_model_package_request(described, model_data_urls(described, model_data_url or []), tags)
     text = json.dumps(request, indent=4, default=str) + "\n"
     if output:
         output.write_text(text)
@@ -350,5 +347,6 @@ def push(
         described = registry.describe_model_package(package)
         with registry.store.staging() as scratch:
             artifacts = registry.verified_artifacts(package, scratch)
-            answer = push_package(described, artifacts, s3_prefix)
+            tags = registry.list_tags({"ResourceArn": described["ModelPackageArn"]})["Tags"]
+            answer = push_package(described, artifacts, s3_prefix, tags=tags)
     print(json.dumps(answer, indent=4))

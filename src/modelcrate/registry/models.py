@@ -19,7 +19,6 @@ class PackageGroup(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     description: Mapped[str | None] = mapped_column(String(1024))
-    tags: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(256))
     # The last version handed out: incremented under the group row's lock, so numbers are never shared or reused.
@@ -88,3 +87,13 @@ class HistoryEntry(Base):
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Tag(Base):
+    """One tag of a group, package or card, by the resource's ARN: Create*'s Tags, AddTags, ListTags, DeleteTags."""
+
+    __tablename__ = "tags"
+
+    resource_arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))

@@ -119,8 +119,11 @@ def _point_at(container: dict, url: str) -> None:
     container.pop("ModelDataETag", None)
 
 
-def create_model_package_request(package: dict, model_data_urls: Mapping[int, str] | None = None) -> dict:
-    """The CreateModelPackage input for ``package`` (a DescribeModelPackage-shaped dict), checked by botocore.
+def create_model_package_request(
+    package: dict, model_data_urls: Mapping[int, str] | None = None, tags: list[dict] | None = None
+) -> dict:
+    """The CreateModelPackage input for ``package`` (a DescribeModelPackage-shaped dict) with its ``tags`` (as
+    ListTags gives them), checked by botocore.
 
     Output-only fields (ARN, status, times, version...) are dropped. ``model_data_urls`` (``s3://`` URIs by the
     index of an InferenceSpecification container) replace those containers' ModelDataUrl, and that of each
@@ -142,6 +145,8 @@ def create_model_package_request(package: dict, model_data_urls: Mapping[int, st
     else:
         # SageMaker's approval "does not apply to unversioned models".
         request.pop("ModelApprovalStatus", None)
+    if tags:
+        request["Tags"] = copy.deepcopy(tags)
     # Checked before the containers are walked: from here on, every shape is the one botocore expects.
     report = ParamValidator().validate(request, input_shape)
     if report.has_errors():
@@ -202,10 +207,19 @@ def _ensure_group(client, group: str) -> None:
         client.create_model_package_group(ModelPackageGroupName=group)
 
 
-def push(package: dict, artifacts: Mapping[int, Path], s3_uri_prefix: str, *, client=None, s3_client=None) -> dict:
+def push(
+    package: dict,
+    artifacts: Mapping[int, Path],
+    s3_uri_prefix: str,
+    *,
+    tags: list[dict] | None = None,
+    client=None,
+    s3_client=None,
+) -> dict:
     """Upload each container's model.tar.gz (``artifacts``: by the index of its InferenceSpecification container)
     under ``s3_uri_prefix``, keyed by its sha256 (containers holding the same model share one object), and create
-    the package in SageMaker (and its group, if missing), each container pointing at its own model.
+    the package in SageMaker (and its group, if missing), with ``tags`` (as ListTags gives them), each container
+    pointing at its own model.
     Returns ``{"ModelPackageArn": ..., "Containers": [{"Index", "ContainerHostname", "ModelDataUrl", "Sha256"}]}``
     (ContainerHostname: the container's, else its index).
 
@@ -227,7 +241,7 @@ def push(package: dict, artifacts: Mapping[int, Path], s3_uri_prefix: str, *, cl
         uploads[url] = artifact_path
         pushed.append({"Index": index, "ContainerHostname": names[index], "ModelDataUrl": url, "Sha256": sha256})
     # Built before the upload, so a package SageMaker would refuse leaves nothing behind in S3.
-    request = create_model_package_request(package, {entry["Index"]: entry["ModelDataUrl"] for entry in pushed})
+    request = create_model_package_request(package, {entry["Index"]: entry["ModelDataUrl"] for entry in pushed}, tags)
     s3_client = s3_client or boto3.client("s3")
     client = client or boto3.client("sagemaker")
 

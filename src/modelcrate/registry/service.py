@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelcrate.registry import shapes
+from modelcrate.registry import contract
 from modelcrate.registry.artifacts import ArtifactError, ArtifactStore, check_model_archive, fetch_source, file_digest
 from modelcrate.registry.db import artifact_store_location, open_engine
 from modelcrate.registry.models import (
@@ -35,11 +35,13 @@ from modelcrate.registry.models import (
     Package,
     PackageArtifact,
     PackageGroup,
+    Tag,
 )
 
 ARN_PREFIX = "arn:aws:sagemaker:local:000000000000:"  # SageMaker's ARN shape; region "local", a zero account
 DEFAULT_PAGE = 100
 PENDING = "PendingManualApproval"
+MAX_TAGS = 50  # per resource, as SageMaker
 
 
 class RegistryError(RuntimeError):
@@ -69,10 +71,11 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _parse(model, request: dict, source: str):
+def parse_request(operation: str, request) -> dict:
+    """The request checked against botocore's shape and modelcrate's rules; a RegistryError lists its problems."""
     try:
-        return shapes.to_request(shapes.parse(model, request, source))
-    except shapes.ShapeError as exc:
+        return contract.parse(operation, request)
+    except contract.ShapeError as exc:
         raise RegistryError(str(exc)) from None
 
 
@@ -126,7 +129,7 @@ class Registry:
     # ---------------------------------------------------------------- groups
 
     def create_model_package_group(self, request: dict) -> dict:
-        data = _parse(shapes.CreateModelPackageGroupInput, request, "CreateModelPackageGroup")
+        data = parse_request("CreateModelPackageGroup", request)
         name = data["ModelPackageGroupName"]
         try:
             with self.transaction() as session:
@@ -134,25 +137,23 @@ class Registry:
                     PackageGroup(
                         name=name,
                         description=data.get("ModelPackageGroupDescription"),
-                        tags=data.get("Tags", []),
                         created_at=now(),
                         created_by=self.who,
                         last_version=0,
                     )
                 )
+                self.tag(session, group_arn(name), data.get("Tags", []))
         except IntegrityError:
             raise Conflict(f"model package group {name} already exists") from None
         return {"ModelPackageGroupArn": group_arn(name)}
 
     def ensure_model_package_group(self, name: str) -> dict:
         """Create the group unless it exists (insert-or-get): registrations racing into a new group all use it."""
-        data = _parse(shapes.CreateModelPackageGroupInput, {"ModelPackageGroupName": name}, "CreateModelPackageGroup")
+        data = parse_request("CreateModelPackageGroup", {"ModelPackageGroupName": name})
         with self.transaction() as session:
             session.execute(
                 _upsert(session, PackageGroup)
-                .values(
-                    name=data["ModelPackageGroupName"], tags=[], created_at=now(), created_by=self.who, last_version=0
-                )
+                .values(name=data["ModelPackageGroupName"], created_at=now(), created_by=self.who, last_version=0)
                 .on_conflict_do_nothing(index_elements=["name"])
             )
         return {"ModelPackageGroupArn": group_arn(data["ModelPackageGroupName"])}
@@ -179,7 +180,7 @@ class Registry:
             return self._group_description(self._group(session, identifier))
 
     def list_model_package_groups(self, request: dict | None = None) -> dict:
-        data = _parse(shapes.ListModelPackageGroupsInput, request or {}, "ListModelPackageGroups")
+        data = parse_request("ListModelPackageGroups", request or {})
         query = select(PackageGroup)
         if data.get("NameContains"):
             query = query.where(PackageGroup.name.contains(data["NameContains"]))
@@ -207,6 +208,7 @@ class Registry:
                     f"model package group {group.name} still has {count} package(s); delete them first "
                     "(delete-model-package)"
                 )
+            session.execute(delete(Tag).where(Tag.resource_arn == group_arn(group.name)))
             session.delete(group)
         return {}
 
@@ -220,7 +222,7 @@ class Registry:
     # ---------------------------------------------------------------- packages
 
     def create_model_package(self, request: dict, validate: bool = True) -> dict:
-        data = _parse(shapes.CreateModelPackageInput, request, "CreateModelPackage")
+        data = parse_request("CreateModelPackage", request)
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
         token = data.get("ClientToken")
         if token:
@@ -341,6 +343,7 @@ class Registry:
                     ArtifactClaim.owner == _owner(), ArtifactClaim.sha256.in_([s for _, s, _ in ingested])
                 )
             )
+            self.tag(session, package_arn(package), data.get("Tags", []))
             self._history(session, package, "Created", None, package_arn(package), None)
             if approval:
                 self._history(session, package, "ModelApprovalStatus", None, approval, data.get("ApprovalDescription"))
@@ -384,7 +387,7 @@ class Registry:
             return self._describe(self.find_package(session, identifier))
 
     def list_model_packages(self, request: dict | None = None) -> dict:
-        data = _parse(shapes.ListModelPackagesInput, request or {}, "ListModelPackages")
+        data = parse_request("ListModelPackages", request or {})
         query = select(Package)
         if data.get("NameContains"):
             query = query.where(Package.name.contains(data["NameContains"]))
@@ -428,7 +431,7 @@ class Registry:
             return {"ModelPackageSummaryList": summaries, **token}
 
     def update_model_package(self, request: dict) -> dict:
-        data = _parse(shapes.UpdateModelPackageInput, request, "UpdateModelPackage")
+        data = parse_request("UpdateModelPackage", request)
         with self.store.staging() as staging:
             ingested = self._ingest(data, staging) if "InferenceSpecification" in data else []
             with self.transaction() as session:
@@ -517,6 +520,7 @@ class Registry:
             shas = set(session.scalars(select(PackageArtifact.sha256).where(PackageArtifact.package_id == package.id)))
             session.execute(delete(HistoryEntry).where(HistoryEntry.package_id == package.id))
             session.execute(delete(PackageArtifact).where(PackageArtifact.package_id == package.id))
+            session.execute(delete(Tag).where(Tag.resource_arn == package_arn(package)))
             session.delete(package)
             session.flush()
             for sha in shas:
@@ -549,6 +553,59 @@ class Registry:
                     for e in entries
                 ],
             }
+
+    # ---------------------------------------------------------------- tags
+
+    def add_tags(self, request: dict) -> dict:
+        """AddTags: a key already there takes the new value."""
+        data = parse_request("AddTags", request)
+        with self.transaction() as session:
+            self.tag(session, self._tagged_resource(session, data["ResourceArn"]), data["Tags"])
+        return {"Tags": data["Tags"]}
+
+    def list_tags(self, request: dict) -> dict:
+        data = parse_request("ListTags", request)
+        with self.transaction() as session:
+            arn = self._tagged_resource(session, data["ResourceArn"])
+            query = select(Tag).where(Tag.resource_arn == arn).order_by(Tag.key)
+            tags, token = self.page(session, query, data)
+            return {"Tags": [{"Key": tag.key, "Value": tag.value} for tag in tags], **token}
+
+    def delete_tags(self, request: dict) -> dict:
+        data = parse_request("DeleteTags", request)
+        with self.transaction() as session:
+            arn = self._tagged_resource(session, data["ResourceArn"])
+            session.execute(delete(Tag).where(Tag.resource_arn == arn, Tag.key.in_(data["TagKeys"])))
+        return {}
+
+    def _tagged_resource(self, session: Session, arn: str) -> str:
+        """The ARN of the group, package or card ``arn`` names, as this registry writes it."""
+        kind, _, name = arn.rsplit(":", 1)[-1].partition("/")
+        if kind == "model-package-group":
+            return group_arn(self._group(session, name).name)
+        if kind == "model-package":
+            return package_arn(self.find_package(session, arn))
+        if kind == "model-card":
+            from modelcrate.cards.models import ModelCard
+            from modelcrate.cards.service import card_arn
+
+            if session.scalar(select(ModelCard.id).where(ModelCard.name == name)) is None:
+                raise NotFound(f"model card {name} does not exist")
+            return card_arn(name)
+        raise NotFound(f"{arn} is not the ARN of a model package group, model package or model card")
+
+    @staticmethod
+    def tag(session: Session, arn: str, tags: list[dict]) -> None:
+        """Give ``arn`` these tags (a key it has takes the new value), within SageMaker's limit per resource."""
+        for tag in tags:
+            session.execute(
+                _upsert(session, Tag)
+                .values(resource_arn=arn, key=tag["Key"], value=tag["Value"])
+                .on_conflict_do_update(index_elements=["resource_arn", "key"], set_={"value": tag["Value"]})
+            )
+        count = session.scalar(select(func.count()).select_from(Tag).where(Tag.resource_arn == arn))
+        if count > MAX_TAGS:
+            raise RegistryError(f"Tags: {arn} would have {count} tags (allowed: at most {MAX_TAGS})")
 
     # ---------------------------------------------------------------- artifacts
 
