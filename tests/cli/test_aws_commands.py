@@ -115,7 +115,7 @@ def test_list_arguments_are_spread_until_the_next_flag():
         ("CommitId=abc123,Repository=git://r", "MetadataProperties", {"CommitId": "abc123", "Repository": "git://r"}),
         ("training.accuracy=0.9,owner=me", "CustomerMetadataMap", {"training.accuracy": "0.9", "owner": "me"}),
         ("Key=a,Value=b", "TagList", [{"Key": "a", "Value": "b"}]),
-        ("a,b,c", "CustomerMetadataKeyList", ["a", "b", "c"]),
+        ("a,b", "CustomerMetadataKeyList", ["a,b"]),  # one argument, one element: a list is --x a b
         # Values after a key up to the next key= make a list; brackets and braces nest; types follow the shape.
         (
             "SupportedContentTypes=text/csv,application/json",

@@ -53,9 +53,6 @@ class _Reader:
         self.skip_spaces()
         return self.at >= len(self.text)
 
-    def key_follows(self) -> bool:
-        return KEY.match(self.text, self.at) is not None
-
     def pairs(self, closing: str = "") -> dict:
         """``key=value`` pairs separated by commas, up to ``closing`` (or the end)."""
         result: dict = {}
@@ -146,28 +143,14 @@ def read_file(location: str) -> str:
 
 
 def parse(text: str, shape: Shape):
-    """``text`` as the value of one parameter (or one element of a list parameter) of ``shape``."""
+    """``text`` as the value of a structure or map parameter of ``shape``, or as one element of a list one."""
+    if shape.type_name == "list" and shape.member.type_name not in ("structure", "map"):
+        return [typed(text, shape.member)]  # one argument, one element, commas and all (as the AWS CLI)
     reader = _Reader(text)
-    if shape.type_name in ("structure", "map"):
-        value = reader.pairs()
-    elif shape.type_name == "list":
-        value = reader.items() if reader.peek() == "[" else _csv(reader)
-    else:
-        value = reader.single("")
+    value = reader.pairs()
     if not reader.done():
         reader.fail("',' or the end")
     return typed(value, shape)
-
-
-def _csv(reader: _Reader) -> list:
-    """``a,b,c``: a list of scalars, or (``Key=a,Value=b``) one structure of a list of structures."""
-    if reader.key_follows():
-        return [reader.pairs()]
-    values = [reader.single("")]
-    while reader.peek() == ",":
-        reader.at += 1
-        values.append(reader.single(""))
-    return values
 
 
 def typed(value, shape: Shape, path: str = ""):
