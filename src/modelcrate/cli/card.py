@@ -15,7 +15,7 @@ import typer
 
 from modelcrate.cli import app, say
 from modelcrate.cli.aws import operations_group
-from modelcrate.cli.registry import only, registry_failures
+from modelcrate.cli.registry import members_as_arguments, registry_failures
 
 
 def _cards():
@@ -26,21 +26,13 @@ def _cards():
         return Cards(Registry())
 
 
-def _by_name(method: str, operation: str, members: tuple[str, ...] = ("ModelCardName",)):
-    def call(request: dict) -> dict:
-        only(request, members, operation)
-        return getattr(_cards(), method)(*(request.get(member) for member in members))
-
-    return call
-
-
 CARD_CALLS = {
     "CreateModelCard": lambda request: _cards().create_model_card(request),
     "UpdateModelCard": lambda request: _cards().update_model_card(request),
-    "DescribeModelCard": _by_name("describe_model_card", "DescribeModelCard", ("ModelCardName", "ModelCardVersion")),
+    "DescribeModelCard": members_as_arguments(_cards, "DescribeModelCard", "ModelCardName", "ModelCardVersion"),
     "ListModelCards": lambda request: _cards().list_model_cards(request),
-    "ListModelCardVersions": _by_name("list_model_card_versions", "ListModelCardVersions"),
-    "DeleteModelCard": _by_name("delete_model_card", "DeleteModelCard"),
+    "ListModelCardVersions": members_as_arguments(_cards, "ListModelCardVersions", "ModelCardName"),
+    "DeleteModelCard": members_as_arguments(_cards, "DeleteModelCard", "ModelCardName"),
 }
 SUMMARIES = {
     "CreateModelCard": "Create a card (version 1) from its Content (a JSON document, or file://PATH).",

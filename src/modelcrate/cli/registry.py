@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from modelcrate.cli import app, error, say
-from modelcrate.cli.aws import Output, compiled_query, operations_group, print_answer
+from modelcrate.cli.aws import Output, command_name, compiled_query, operations_group, print_answer
 
 
 def _one_line(message: str) -> str:
@@ -54,14 +54,20 @@ def registry_failures(operation: str | None = None, also: tuple[type[Exception],
         raise typer.Exit(1) from None
 
 
-def only(request: dict, members: tuple[str, ...], operation: str) -> dict:
-    """``request``, refused when it holds a member the local service does not take (the AWS one may)."""
-    from modelcrate.registry.service import RegistryError
+def members_as_arguments(service, operation: str, *members: str):
+    """The call of ``service()``'s method named after ``operation`` (DescribeModelPackage: describe_model_package),
+    which takes the request's ``members`` one by one; a request holding any other member is refused."""
+    method = command_name(operation).replace("-", "_")
 
-    unsupported = sorted(set(request) - set(members))
-    if unsupported:
-        raise RegistryError(f"{operation} here takes only {', '.join(members)}; {unsupported[0]} is not supported")
-    return request
+    def call(request: dict) -> dict:
+        from modelcrate.registry.service import RegistryError
+
+        unsupported = sorted(set(request) - set(members))
+        if unsupported:
+            raise RegistryError(f"{operation} here takes only {', '.join(members)}; {unsupported[0]} is not supported")
+        return getattr(service(), method)(*(request.get(member) for member in members))
+
+    return call
 
 
 def _registry():
@@ -80,27 +86,16 @@ def _update_model_package(request: dict) -> dict:
     return _registry().update_model_package(request)
 
 
-def _by_name(method: str, member: str, operation: str):
-    def call(request: dict) -> dict:
-        return getattr(_registry(), method)(only(request, (member,), operation)[member])
-
-    return call
-
-
 REGISTRY_CALLS = {
     "CreateModelPackageGroup": lambda request: _registry().create_model_package_group(request),
-    "DescribeModelPackageGroup": _by_name(
-        "describe_model_package_group", "ModelPackageGroupName", "DescribeModelPackageGroup"
-    ),
+    "DescribeModelPackageGroup": members_as_arguments(_registry, "DescribeModelPackageGroup", "ModelPackageGroupName"),
     "ListModelPackageGroups": lambda request: _registry().list_model_package_groups(request),
-    "DeleteModelPackageGroup": _by_name(
-        "delete_model_package_group", "ModelPackageGroupName", "DeleteModelPackageGroup"
-    ),
+    "DeleteModelPackageGroup": members_as_arguments(_registry, "DeleteModelPackageGroup", "ModelPackageGroupName"),
     "CreateModelPackage": lambda request: _registry().create_model_package(request),
-    "DescribeModelPackage": _by_name("describe_model_package", "ModelPackageName", "DescribeModelPackage"),
+    "DescribeModelPackage": members_as_arguments(_registry, "DescribeModelPackage", "ModelPackageName"),
     "ListModelPackages": lambda request: _registry().list_model_packages(request),
     "UpdateModelPackage": _update_model_package,
-    "DeleteModelPackage": _by_name("delete_model_package", "ModelPackageName", "DeleteModelPackage"),
+    "DeleteModelPackage": members_as_arguments(_registry, "DeleteModelPackage", "ModelPackageName"),
 }
 SUMMARIES = {
     "CreateModelPackageGroup": "Create a group that versions its packages 1, 2, 3...",
