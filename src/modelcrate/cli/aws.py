@@ -73,7 +73,12 @@ def _member_option(name: str, shape, required: bool):
     metavar = None
     if kind in NESTED:
         written = example(shape)
-        words.append(f"JSON, or shorthand: {written}" if written else "JSON.")
+        if not written:
+            words.append("JSON.")
+        elif kind == "list":
+            words.append(f"JSON, or its elements as separate arguments in shorthand: {written}")
+        else:
+            words.append(f"JSON, or shorthand: {written}")
         metavar = "JSON" if not written else "VALUE ..." if kind == "list" else "JSON|SHORTHAND"
     declaration = f"{flag(name)}/--no-{flag(name)[2:]}" if kind == "boolean" else flag(name)
     return typer.Option(declaration, help=" ".join(word for word in words if word), metavar=metavar)
