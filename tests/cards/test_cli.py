@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modelcrate.registry.artifacts import ArtifactStore
 from modelcrate.registry.db import open_engine
@@ -134,3 +135,50 @@ def test_help_teaches_the_commands(card_cli):
     for command in ("create", "update", "describe", "list", "list-versions", "diff", "export", "delete", "clone"):
         assert command in shown.stdout
     assert "MODELCRATE_CARD_TEMPLATES" in card_cli("export", "--help").stdout
+
+
+def test_the_aws_card_commands_and_flags(card_cli, tmp_path):
+    content = tmp_path / "card.json"
+    content.write_text(json.dumps(card_content()))
+    created = card_cli(
+        "create-model-card",
+        "--model-card-name",
+        "abalone-card",
+        "--content",
+        f"file://{content}",
+        "--model-card-status",
+        "Draft",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["ModelCardArn"].endswith(":model-card/abalone-card")
+    changed = json.dumps(card_content(intended_uses={"risk_rating": "High"}))
+    assert card_cli("update-model-card", "--model-card-name", "abalone-card", "--content", changed).returncode == 0
+    reviewed = card_cli(
+        "update-model-card", "--model-card-name", "abalone-card", "--model-card-status", "PendingReview"
+    )
+    assert reviewed.returncode == 0, reviewed.stderr
+    first = card_cli(
+        "describe-model-card",
+        "--model-card-name",
+        "abalone-card",
+        "--model-card-version",
+        "1",
+        "--query",
+        "[ModelCardVersion, ModelCardStatus]",
+    )
+    assert json.loads(first.stdout) == [1, "PendingReview"]
+    versions = card_cli("list-model-card-versions", "--model-card-name", "abalone-card", "--output", "yaml")
+    assert [v["ModelCardVersion"] for v in yaml.safe_load(versions.stdout)["ModelCardVersionSummaryList"]] == [1, 2]
+
+    # The short commands take the AWS spelling too.
+    assert card_cli("update", "abalone-card", "--model-card-status", "Approved").returncode == 0
+    listed = json.loads(card_cli("list", "--model-card-status", "Approved").stdout)["ModelCardSummaries"]
+    assert [s["ModelCardName"] for s in listed] == ["abalone-card"]
+
+    refused = card_cli("update-model-card", "--model-card-name", "abalone-card", "--model-card-status", "Done")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "'Done'" in refused.stderr
+    missing = card_cli("create-model-card", "--model-card-name", "other", "--content", "{}")
+    assert missing.returncode == 2
+    assert "the following arguments are required: --model-card-status" in missing.stderr
+    assert json.loads(card_cli("delete-model-card", "--model-card-name", "abalone-card").stdout) == {}

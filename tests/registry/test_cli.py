@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modelcrate.predictors.trust import file_sha256
 
@@ -178,3 +179,144 @@ def test_register_refuses_a_model_file_changed_after_it_was_recorded(registry_cl
     assert refused.returncode == 2  # an invalid request, as the registry's other refusals
     assert "model.joblib has sha256" in refused.stderr and "changed after it was recorded" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_shorthand_flags_and_yaml_input_reach_the_registry(registry_cli, model_tar, tmp_path):
+    created = registry_cli(
+        "create-model-package-group",
+        "--model-package-group-name",
+        "abalone",
+        "--tags",
+        "Key=team,Value=ml",
+        "Key=a,Value=b",
+    )
+    assert created.returncode == 0, created.stderr
+    refused = registry_cli("create-model-package-group", "--model-package-group-name", "g", "--tags", "Key=no[,Value=x")
+    assert refused.returncode == 2 and "'no['" in refused.stderr  # the shorthand tag reached the registry's check
+
+    request = tmp_path / "request.yaml"
+    request.write_text(
+        "ModelPackageGroupName: abalone\n"
+        "InferenceSpecification:\n"
+        f"  Containers:\n  - Image: abalone:latest\n    ModelDataUrl: {model_tar}\n"
+        "  SupportedContentTypes: [text/csv]\n  SupportedResponseMIMETypes: [text/csv]\n"
+    )
+    package = registry_cli(
+        "create-model-package",
+        "--cli-input-yaml",
+        f"file://{request}",
+        "--metadata-properties",
+        "CommitId=0123abcd,Repository=git@example.com:shells.git",
+        "--customer-metadata-properties",
+        "training.accuracy=0.93,owner=fisheries",
+    )
+    assert package.returncode == 0, package.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert described["MetadataProperties"] == {"CommitId": "0123abcd", "Repository": "git@example.com:shells.git"}
+    assert described["CustomerMetadataProperties"] == {"training.accuracy": "0.93", "owner": "fisheries"}
+    assert described["InferenceSpecification"]["SupportedContentTypes"] == ["text/csv"]
+    specification = yaml.safe_load(request.read_text())["InferenceSpecification"]
+    instances = {"SupportedTransformInstanceTypes": ["ml.m5.large"]}
+    unversioned = registry_cli(
+        "create-model-package",
+        "--model-package-name",
+        "loose",
+        "--inference-specification",
+        json.dumps({**specification, **instances, "SupportedRealtimeInferenceInstanceTypes": ["ml.m5.large"]}),
+        "--no-certify-for-marketplace",
+    )
+    assert unversioned.returncode == 0, unversioned.stderr
+    loose = json.loads(registry_cli("describe-model-package", "--model-package-name", "loose").stdout)
+    assert loose["CertifyForMarketplace"] is False
+
+    removed = registry_cli(
+        "update-model-package", "--model-package-arn", "abalone/1", "--customer-metadata-properties-to-remove", "owner"
+    )
+    assert removed.returncode == 0, removed.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert described["CustomerMetadataProperties"] == {"training.accuracy": "0.93"}
+
+
+def test_max_results_next_token_query_and_table_output(registry_cli):
+    for name in ("alpha", "beta", "gamma"):
+        assert registry_cli("create-model-package-group", "--model-package-group-name", name).returncode == 0
+    first = registry_cli(
+        "list-model-package-groups", "--max-results", "2", "--sort-by", "Name", "--sort-order", "Ascending"
+    )
+    assert first.returncode == 0, first.stderr
+    page = json.loads(first.stdout)
+    assert [g["ModelPackageGroupName"] for g in page["ModelPackageGroupSummaryList"]] == ["alpha", "beta"]
+    rest = registry_cli(
+        "list-model-package-groups",
+        "--max-results",
+        "2",
+        "--sort-by",
+        "Name",
+        "--sort-order",
+        "Ascending",
+        "--next-token",
+        page["NextToken"],
+        "--query",
+        "ModelPackageGroupSummaryList[].ModelPackageGroupName",
+    )
+    assert rest.returncode == 0, rest.stderr
+    assert json.loads(rest.stdout) == ["gamma"]
+    assert registry_cli("list-model-package-groups", "--max-results", "two").returncode == 2
+
+    table = registry_cli("describe-model-package-group", "--model-package-group-name", "beta", "--output", "table")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].strip() == "DescribeModelPackageGroup"
+    assert lines[1].startswith("+-") and lines[1].endswith("-+")
+    row = next(line for line in lines if "ModelPackageGroupName" in line)
+    assert [cell.strip() for cell in row.strip("|").split("|")] == ["ModelPackageGroupName", "beta"]
+    assert "UserProfileName" in table.stdout and "carol" in table.stdout
+    as_yaml = registry_cli(
+        "describe-model-package-group", "--model-package-group-name", "beta", "--output", "yaml", "--query", "CreatedBy"
+    )
+    assert as_yaml.stdout == "UserProfileName: carol\n"
+    bad_query = registry_cli("list-model-package-groups", "--query", "ModelPackageGroupSummaryList[")
+    assert bad_query.returncode == 2 and len(bad_query.stderr.strip().splitlines()) == 1
+    assert "Bad value for --query" in bad_query.stderr
+
+
+def test_skeletons_as_json_yaml_and_output(registry_cli, tmp_path):
+    as_yaml = registry_cli("create-model-package-group", "--generate-cli-skeleton", "yaml-input")
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    skeleton = yaml.safe_load(as_yaml.stdout)
+    assert skeleton["Tags"] == [{"Key": "", "Value": ""}]
+    skeleton.update(ModelPackageGroupName="from-yaml", Tags=[{"Key": "team", "Value": "ml"}])
+    del skeleton["ManagedConfiguration"]
+    (tmp_path / "group.yaml").write_text(yaml.safe_dump(skeleton))
+    created = registry_cli("create-model-package-group", "--cli-input-yaml", f"file://{tmp_path / 'group.yaml'}")
+    assert created.returncode == 0, created.stderr
+
+    output = registry_cli("describe-model-package-group", "--generate-cli-skeleton", "output")
+    assert output.returncode == 0, output.stderr
+    assert json.loads(output.stdout)["ModelPackageGroupName"] == "ModelPackageGroupName"
+
+
+def test_approval_needs_a_reason_as_in_the_console(registry_cli, model_dir):
+    assert registry_cli("register", model_dir, "--group", "abalone").returncode == 0
+    for decision in ("Approved", "Rejected"):
+        refused = registry_cli(
+            "update-model-package", "--model-package-arn", "abalone/1", "--model-approval-status", decision
+        )
+        assert refused.returncode == 2
+        assert f"a reason is required to mark a package {decision}: give --approval-description" in refused.stderr
+    described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
+    assert described["ModelApprovalStatus"] == "PendingManualApproval"
+
+    approved = registry_cli(
+        "update-model-package",
+        "--model-package-arn",
+        "abalone/1",
+        "--model-approval-status",
+        "Approved",
+        "--approval-description",
+        "held-out accuracy 0.93",
+    )
+    assert approved.returncode == 0, approved.stderr
+    history = registry_cli("history", "abalone/1", "--query", "History[-1].[To, Reason]")
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout) == ["Approved", "held-out accuracy 0.93"]

@@ -14,18 +14,8 @@ from typing import Annotated
 import typer
 
 from modelcrate.cli import app, say
-from modelcrate.cli.registry import registry_failures
-
-card_app = typer.Typer(
-    help="Model cards: what a model is for, how it was trained and evaluated, its risk rating, linked to one "
-    "model package version. Versioned (each content change is a new version), diffable, exportable to PDF, "
-    "HTML and Markdown. Stored with the registry (MODELCRATE_HOME or MODELCRATE_DATABASE_URL).",
-    no_args_is_help=True,
-)
-app.add_typer(card_app, name="card")
-
-STATUS_HELP = "Draft, PendingReview, Approved or Archived (an Archived card accepts no more changes)."
-CONTENT_HELP = "The card's Content: a JSON document, or a file holding one (PATH or file://PATH)."
+from modelcrate.cli.aws import operations_group
+from modelcrate.cli.registry import members_as_arguments, registry_failures
 
 
 def _cards():
@@ -34,6 +24,34 @@ def _cards():
 
     with registry_failures():
         return Cards(Registry())
+
+
+CARD_CALLS = {
+    "CreateModelCard": lambda request: _cards().create_model_card(request),
+    "UpdateModelCard": lambda request: _cards().update_model_card(request),
+    "DescribeModelCard": members_as_arguments(_cards, "DescribeModelCard", "ModelCardName", "ModelCardVersion"),
+    "ListModelCards": lambda request: _cards().list_model_cards(request),
+    "ListModelCardVersions": members_as_arguments(_cards, "ListModelCardVersions", "ModelCardName"),
+    "DeleteModelCard": members_as_arguments(_cards, "DeleteModelCard", "ModelCardName"),
+}
+SUMMARIES = {
+    "CreateModelCard": "Create a card (version 1) from its Content (a JSON document, or file://PATH).",
+    "UpdateModelCard": "Change a card's Content (a new version) or its status (no new version); one at a time.",
+}
+
+card_app = typer.Typer(
+    cls=operations_group(CARD_CALLS, registry_failures, SUMMARIES),
+    help="Model cards: what a model is for, how it was trained and evaluated, its risk rating, linked to one "
+    "model package version. Versioned (each content change is a new version), diffable, exportable to PDF, "
+    "HTML and Markdown. Stored with the registry (MODELCRATE_HOME or MODELCRATE_DATABASE_URL).",
+    no_args_is_help=True,
+)
+app.add_typer(card_app, name="card")
+
+# The AWS CLI's --model-card-status, and --status for short.
+STATUS_FLAGS = ("--model-card-status", "--status")
+STATUS_HELP = "Draft, PendingReview, Approved or Archived (an Archived card accepts no more changes)."
+CONTENT_HELP = "The card's Content: a JSON document, or a file holding one (PATH or file://PATH)."
 
 
 def _call(operation: str, action):
@@ -68,7 +86,7 @@ def create(
         str | None,
         typer.Option(help="Fill the card from a package version (GROUP/N or its ARN) instead of --content."),
     ] = None,
-    status: Annotated[str, typer.Option(help=STATUS_HELP)] = "Draft",
+    status: Annotated[str, typer.Option(*STATUS_FLAGS, help=STATUS_HELP)] = "Draft",
 ) -> None:
     """Create a card (version 1), from a content document or from a registered package version.
 
@@ -97,11 +115,11 @@ def create(
 def update(
     name: Annotated[str, typer.Argument(help="The card's name.")],
     content: Annotated[str | None, typer.Option(help=CONTENT_HELP + " Makes a new version.")] = None,
-    status: Annotated[str | None, typer.Option(help=STATUS_HELP + " Makes no new version.")] = None,
+    status: Annotated[str | None, typer.Option(*STATUS_FLAGS, help=STATUS_HELP + " Makes no new version.")] = None,
 ) -> None:
     """Change a card's content (a new, immutable version N+1) or its status (no new version); one at a time.
 
-    Example: modelcrate card update abalone-card --status PendingReview
+    Example: modelcrate card update abalone-card --model-card-status PendingReview
     """
     request: dict = {"ModelCardName": name}
     if content is not None:
@@ -125,7 +143,7 @@ def describe(
 @card_app.command("list")
 def list_cards(
     name_contains: Annotated[str | None, typer.Option(help="Only cards whose name contains this.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only cards with this status.")] = None,
+    status: Annotated[str | None, typer.Option(*STATUS_FLAGS, help="Only cards with this status.")] = None,
     sort_by: Annotated[str, typer.Option(help="Name or CreationTime.")] = "CreationTime",
     sort_order: Annotated[str, typer.Option(help="Ascending or Descending.")] = "Descending",
     max_results: Annotated[int, typer.Option(help="Page size, 1-100.")] = 100,

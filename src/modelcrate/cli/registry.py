@@ -1,14 +1,13 @@
 """``modelcrate registry``: the AWS CLI's model registry commands, names and shapes, on a local registry.
 
-Every operation takes its request's fields as flags (``--model-package-group-name NAME``; structures and
-lists as JSON, or ``file://request.json``), or the whole request with ``--cli-input-json``; prints
-``--generate-cli-skeleton``; and answers with the AWS response's JSON.
+Each AWS operation is built from botocore's model of it (see ``modelcrate.cli.aws``): every request member as a
+flag, JSON or shorthand, ``--cli-input-json``/``--cli-input-yaml``, ``--generate-cli-skeleton``, ``--output`` and
+``--query``. ``register``, ``history``, ``export-sagemaker`` and ``push`` are modelcrate's own.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,96 +17,13 @@ from typing import Annotated
 import typer
 
 from modelcrate.cli import app, error, say
-
-registry_app = typer.Typer(
-    help="A model registry that speaks SageMaker: package groups, versioned packages, approval, validation, "
-    "history. SQLite under ~/.local/share/modelcrate (MODELCRATE_HOME) or MODELCRATE_DATABASE_URL; artifacts "
-    "in MODELCRATE_ARTIFACT_STORE (a directory or s3://bucket/prefix).",
-    no_args_is_help=True,
-)
-app.add_typer(registry_app, name="registry")
-
-EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+from modelcrate.cli.aws import Output, command_name, compiled_query, operations_group, print_answer
 
 
-def _kebab(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
-
-
-def _json_value(raw: str, flag: str):
-    text = raw
-    if raw.startswith("file://"):
-        try:
-            text = Path(raw[len("file://") :]).read_text()
-        except OSError as exc:
-            raise typer.BadParameter(f"cannot read {raw}: {exc.strerror}", param_hint=flag) from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=flag) from None
-
-
-def _scalar_type(shape, name: str) -> type | None:
-    """int or bool when the field holds one (flags arrive as text; the shapes are strict)."""
-    if shape is None:
-        return None
-    return {"integer": int, "long": int, "boolean": bool}.get(shape.members[name].type_name)
-
-
-def _scalar(raw: str, kind: type | None, flag: str):
-    if kind is bool:
-        if raw.lower() not in ("true", "false"):
-            raise typer.BadParameter(f"{raw!r}: write true or false (or the flag alone for true)", param_hint=flag)
-        return raw.lower() == "true"
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise typer.BadParameter(f"{raw!r} is not a whole number", param_hint=flag) from None
-    return raw
-
-
-def _request_from(args: list[str], shape, fields: list[str], operation: str) -> dict | None:
-    """The request from ``--cli-input-json`` and the field flags (which win); None for the skeleton."""
-    by_flag = {f"--{_kebab(name)}": name for name in fields}
-    request: dict = {}
-    flags: dict = {}
-    position = 0
-    while position < len(args):
-        flag = args[position]
-        values = []
-        position += 1
-        while position < len(args) and not args[position].startswith("--"):
-            values.append(args[position])
-            position += 1
-        if flag == "--generate-cli-skeleton":
-            return None
-        if flag == "--cli-input-json":
-            if len(values) != 1:
-                raise typer.BadParameter("give one JSON document or file://PATH", param_hint=flag)
-            loaded = _json_value(values[0], flag)
-            if not isinstance(loaded, dict):
-                raise typer.BadParameter("must be a JSON object", param_hint=flag)
-            request.update(loaded)
-            continue
-        name = by_flag.get(flag.split("=", 1)[0])
-        if name is None:
-            known = ", ".join(sorted(by_flag))
-            raise typer.BadParameter(f"{operation} has no option {flag}; its options: {known}", param_hint=flag)
-        if "=" in flag:
-            values.insert(0, flag.split("=", 1)[1])
-        if not values:
-            flags[name] = True  # --certify-for-marketplace
-        elif len(values) > 1:
-            flags[name] = values  # --customer-metadata-properties-to-remove a b c
-        else:
-            value = values[0]
-            if value.startswith(("{", "[", "file://")):
-                flags[name] = _json_value(value, flag)
-            else:
-                flags[name] = _scalar(value, _scalar_type(shape, name), flag)
-    request.update(flags)
-    return request
+def _one_line(message: str) -> str:
+    """A refusal listing several problems, one per line, as one line: the problems separated by semicolons."""
+    first, *problems = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(problems)]).strip()
 
 
 @contextmanager
@@ -124,9 +40,9 @@ def registry_failures(operation: str | None = None, also: tuple[type[Exception],
         yield
     except RegistryError as exc:
         if operation:
-            say(f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}")
+            say(f"An error occurred ({exc.code}) when calling the {operation} operation: {_one_line(str(exc))}")
         else:
-            error(str(exc))
+            error(_one_line(str(exc)))
         raise typer.Exit(2 if exc.code == "ValidationException" else 1) from None
     except (ArtifactError, *also) as exc:
         error(str(exc))
@@ -138,115 +54,92 @@ def registry_failures(operation: str | None = None, also: tuple[type[Exception],
         raise typer.Exit(1) from None
 
 
-def _operation(command: str, shape_name: str | None, call: str, identifier: str | None = None, summary: str = ""):
-    """Register ``modelcrate registry COMMAND``: parse the request, call the service, print its answer."""
-    operation = "".join(part.capitalize() for part in command.split("-"))
+def members_as_arguments(service, operation: str, *members: str):
+    """The call of ``service()``'s method named after ``operation`` (DescribeModelPackage: describe_model_package),
+    which takes the request's ``members`` one by one; a request holding any other member is refused."""
+    method = command_name(operation).replace("-", "_")
 
-    def run(ctx: typer.Context) -> None:
-        from modelcrate.registry import contract
-        from modelcrate.registry.service import Registry, RegistryError
+    def call(request: dict) -> dict:
+        from modelcrate.registry.service import RegistryError
 
-        shape = contract.service_model().shape_for(shape_name) if shape_name else None
-        fields = list(shape.members) if shape else [identifier]
-        try:
-            request = _request_from(ctx.args, shape, fields, operation)
-        except typer.BadParameter as exc:
-            error(exc.format_message())
-            raise typer.Exit(2) from None
-        if request is None:
-            skeleton = contract.skeleton(shape) if shape else {identifier: ""}
-            print(json.dumps(skeleton, indent=4))
-            return
-        with registry_failures(operation):
-            registry = Registry()
-            method = getattr(registry, call)
-            if shape is None:
-                if not request.get(identifier):
-                    raise RegistryError(f"--{_kebab(identifier)} is required")
-                answer = method(request[identifier])
-            else:
-                answer = method(request)
-        print(json.dumps(answer, indent=4, default=str))
+        unsupported = sorted(set(request) - set(members))
+        if unsupported:
+            raise RegistryError(f"{operation} here takes only {', '.join(members)}; {unsupported[0]} is not supported")
+        return getattr(service(), method)(*(request.get(member) for member in members))
 
-    flags = f"--{_kebab(identifier)} VALUE" if identifier else "the request's fields as --kebab-case flags"
-    run.__doc__ = (
-        f"{summary}\n\nAs `aws sagemaker {command}`: {flags}, --cli-input-json JSON|file://PATH, "
-        "--generate-cli-skeleton. Prints the AWS response as JSON."
-    )
-    registry_app.command(command, context_settings=EXTRA_ARGS)(run)
+    return call
 
 
-def _register_operations() -> None:
-    for command, shape, call, identifier, summary in (
-        (
-            "create-model-package-group",
-            "CreateModelPackageGroupInput",
-            "create_model_package_group",
-            None,
-            "Create a group that versions its packages 1, 2, 3...",
-        ),
-        (
-            "describe-model-package-group",
-            None,
-            "describe_model_package_group",
-            "ModelPackageGroupName",
-            "Describe a group.",
-        ),
-        (
-            "list-model-package-groups",
-            "ListModelPackageGroupsInput",
-            "list_model_package_groups",
-            None,
-            "List groups (NameContains, CreationTimeAfter/Before, SortBy, SortOrder, MaxResults, NextToken).",
-        ),
-        (
-            "delete-model-package-group",
-            None,
-            "delete_model_package_group",
-            "ModelPackageGroupName",
-            "Delete an empty group.",
-        ),
-        (
-            "create-model-package",
-            "CreateModelPackageInput",
-            "create_model_package",
-            None,
-            "Register a package: the model is stored with its sha256, then validated when it has a ValidationProfile.",
-        ),
-        (
-            "describe-model-package",
-            None,
-            "describe_model_package",
-            "ModelPackageName",
-            "Describe a package (GROUP/VERSION, its ARN, or an unversioned package's name).",
-        ),
-        (
-            "list-model-packages",
-            "ListModelPackagesInput",
-            "list_model_packages",
-            None,
-            "List packages (filters, sorting and pagination as AWS).",
-        ),
-        (
-            "update-model-package",
-            "UpdateModelPackageInput",
-            "update_model_package",
-            None,
-            "Approve or reject (with --approval-description as the reason), set metadata, lifecycle...",
-        ),
-        ("delete-model-package", None, "delete_model_package", "ModelPackageName", "Delete a package."),
-        (
-            "history",
-            None,
-            "history",
-            "ModelPackageName",
-            "Every status and lifecycle change of a package: who, when, from, to, why.",
-        ),
-    ):
-        _operation(command, shape, call, identifier, summary)
+def _registry():
+    from modelcrate.registry.service import Registry
+
+    return Registry()
 
 
-_register_operations()
+def _update_model_package(request: dict) -> dict:
+    from modelcrate.registry.service import RegistryError
+
+    decision = request.get("ModelApprovalStatus")
+    # As the console: approving or rejecting is a decision someone must be able to read back in the history.
+    if decision in ("Approved", "Rejected") and not str(request.get("ApprovalDescription") or "").strip():
+        raise RegistryError(f"a reason is required to mark a package {decision}: give --approval-description")
+    return _registry().update_model_package(request)
+
+
+REGISTRY_CALLS = {
+    "CreateModelPackageGroup": lambda request: _registry().create_model_package_group(request),
+    "DescribeModelPackageGroup": members_as_arguments(_registry, "DescribeModelPackageGroup", "ModelPackageGroupName"),
+    "ListModelPackageGroups": lambda request: _registry().list_model_package_groups(request),
+    "DeleteModelPackageGroup": members_as_arguments(_registry, "DeleteModelPackageGroup", "ModelPackageGroupName"),
+    "CreateModelPackage": lambda request: _registry().create_model_package(request),
+    "DescribeModelPackage": members_as_arguments(_registry, "DescribeModelPackage", "ModelPackageName"),
+    "ListModelPackages": lambda request: _registry().list_model_packages(request),
+    "UpdateModelPackage": _update_model_package,
+    "DeleteModelPackage": members_as_arguments(_registry, "DeleteModelPackage", "ModelPackageName"),
+    "AddTags": lambda request: _registry().add_tags(request),
+    "ListTags": lambda request: _registry().list_tags(request),
+    "DeleteTags": lambda request: _registry().delete_tags(request),
+}
+SUMMARIES = {
+    "CreateModelPackageGroup": "Create a group that versions its packages 1, 2, 3...",
+    "CreateModelPackage": "Register a package: the model is stored with its sha256, then validated when it has a "
+    "ValidationProfile.",
+    "DescribeModelPackage": "Describe a package (GROUP/VERSION, its ARN, or an unversioned package's name).",
+    "UpdateModelPackage": "Approve or reject (a reason in --approval-description is required, as in the console), "
+    "set metadata, lifecycle...",
+    "DeleteModelPackageGroup": "Delete an empty group.",
+}
+
+registry_app = typer.Typer(
+    cls=operations_group(REGISTRY_CALLS, registry_failures, SUMMARIES),
+    help="A model registry that speaks SageMaker: package groups, versioned packages, approval, validation, "
+    "history. SQLite under ~/.local/share/modelcrate (MODELCRATE_HOME) or MODELCRATE_DATABASE_URL; artifacts "
+    "in MODELCRATE_ARTIFACT_STORE (a directory or s3://bucket/prefix).",
+    no_args_is_help=True,
+)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command()
+def history(
+    package: Annotated[
+        str | None, typer.Argument(help="GROUP/N, a package ARN, or an unversioned package's name.")
+    ] = None,
+    model_package_name: Annotated[str | None, typer.Option(help="The same, as a flag.")] = None,
+    output: Annotated[Output, typer.Option(help="How the history is printed.")] = Output.json,
+    query: Annotated[str | None, typer.Option(help="A JMESPath expression applied to the history.")] = None,
+) -> None:
+    """Every status and lifecycle change of a package: who, when, from, to, why.
+
+    Example: modelcrate registry history abalone/1 --output table
+    """
+    if (package is None) == (model_package_name is None):
+        error("give the package once: modelcrate registry history GROUP/N")
+        raise typer.Exit(2)
+    expression = compiled_query(query)
+    with registry_failures("History"):
+        answer = _registry().history(package or model_package_name)
+    print_answer(answer, output.value, expression, "History")
 
 
 @registry_app.command()

@@ -8,8 +8,7 @@ member (``MEMBER_RULES``: local paths besides ``s3://``, group, package and card
 knows and neither table names is newer than this code: it is refused with a message saying so, never dropped in
 silence.
 
-``parse`` reports every problem at once, each as ``Field.Path[0].Sub: what was wrong (what is allowed)``;
-``skeleton`` is the ``--generate-cli-skeleton`` template of what modelcrate takes.
+``parse`` reports every problem at once, each as ``Field.Path[0].Sub: what was wrong (what is allowed)``.
 """
 
 from __future__ import annotations
@@ -576,20 +575,3 @@ def parse(operation: str, request: Any, source: str | None = None) -> dict:
     if checker.problems:
         raise ShapeError(source or operation, checker.problems)
     return checked
-
-
-_PLACEHOLDERS = {"string": "", "integer": 0, "long": 0, "boolean": True, "timestamp": "1970-01-01T00:00:00"}
-
-
-def skeleton(shape: Shape) -> Any:
-    """The ``--generate-cli-skeleton`` template of what modelcrate takes: every honoured member, enums as
-    ``A|B|C`` and the AWS CLI's placeholders for the rest."""
-    if shape.type_name == "structure":
-        return {name: skeleton(member) for name, member in shape.members.items() if name in HONOURED[shape.name]}
-    if shape.type_name == "list":
-        return [skeleton(shape.member)]
-    if shape.type_name == "map":
-        return {"KeyName": skeleton(shape.value)}
-    if shape.type_name == "string" and shape.enum and len(shape.enum) <= LISTED_CHOICES:
-        return "|".join(shape.enum)
-    return _PLACEHOLDERS.get(shape.type_name, "")
