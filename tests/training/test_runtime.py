@@ -284,6 +284,16 @@ FAILURES = {
         lambda t: t.configure("inputdataconfig.json", {"train": {"ContentType": "application/x-parquet"}}),
         "channel 'train' has ContentType 'application/x-parquet'; this algorithm reads text/csv only",
     ),
+    "content type not text": (
+        {},
+        lambda t: t.configure("inputdataconfig.json", {"train": {"ContentType": 5}}),
+        "channel 'train' has ContentType 5; this algorithm reads text/csv only",
+    ),
+    "hosts not a list": (
+        {},
+        lambda t: t.configure("resourceconfig.json", {"current_host": "algo-1", "hosts": 5}),
+        "resourceconfig.json is not a JSON object with a list of hosts",
+    ),
     "pipe mode": (
         {},
         lambda t: t.configure("inputdataconfig.json", {"train": {"TrainingInputMode": "Pipe"}}),
@@ -360,6 +370,25 @@ def test_xgboost_class_labels_must_be_whole_numbers_from_zero(job):
     assert (
         "the train channel's label column holds -1; XGBoost classification needs class labels 0, 1" in trained.failure
     )
+
+
+@pytest.mark.parametrize(
+    "framework,label,reason",
+    [
+        (
+            "sklearn",
+            "0.5",
+            "the train channel's label column holds 0.5; classification needs class labels that are whole",
+        ),
+        ("sklearn", "1e300", "the train channel's label column holds 1e+300; classification needs class labels"),
+        ("xgboost", "5000000000", "the train channel's largest class label is 5e+09 but it has 3341 rows; XGBoost"),
+    ],
+)
+def test_class_labels_no_classifier_can_learn_are_the_jobs_error(job, framework, label, reason):
+    trained = job(framework, "classification")
+    replace_cell(1, 1, label)(trained)
+    assert trained.run(SMALL[framework]) == 1
+    assert reason in trained.failure
 
 
 def test_binary_logistic_needs_two_classes(job):

@@ -60,7 +60,12 @@ def current_host(prefix: Path) -> str:
     resources = read_config(prefix, "resourceconfig.json")
     if resources is None:
         return "local"
-    hosts = resources.get("hosts", []) if isinstance(resources, dict) else []
+    hosts = resources.get("hosts", []) if isinstance(resources, dict) else None
+    if not isinstance(hosts, list):
+        raise JobError(
+            f"{prefix}/input/config/resourceconfig.json is not a JSON object with a list of hosts; SageMaker writes "
+            "it, so check how the job was started"
+        )
     if len(hosts) > 1:
         raise JobError(
             f"{prefix}/input/config/resourceconfig.json lists {len(hosts)} hosts ({', '.join(map(str, hosts))}); "
@@ -103,7 +108,7 @@ def _check_channel_settings(name: str, settings: dict[str, Any]) -> None:
             f"channel {name!r} is not one this algorithm reads; give it {' and/or '.join(CHANNELS)} (train is required)"
         )
     content_type = settings.get("ContentType")
-    if content_type and content_type.split(";")[0].strip().lower() != CSV_CONTENT_TYPE:
+    if content_type and str(content_type).split(";")[0].strip().lower() != CSV_CONTENT_TYPE:
         raise JobError(
             f"channel {name!r} has ContentType {content_type!r}; this algorithm reads {CSV_CONTENT_TYPE} only: "
             f"convert the data to CSV and set ContentType to {CSV_CONTENT_TYPE} (or leave it out)"
