@@ -117,7 +117,7 @@ def test_running_out_of_memory_while_xgboost_trains_fails_as_the_jobs_size(tmp_p
         "import modelcrate.training.job, numpy, xgboost; x = numpy.zeros((100, 3)); "
         "xgboost.train({'tree_method': 'hist', 'nthread': 1}, xgboost.DMatrix(x, label=x[:, 0]), 2)"
     )
-    # Room for the channel's arrays but not for XGBoost's copy of them.
+    # Room for the channel's arrays but not for XGBoost's work on them (quantile sketches, histogram index).
     done = run_capped(prefix, spec, peak_virtual_memory(xgboost_trained) + 250 * 2**20)
     assert done.returncode == 1, done.stderr[-2000:]
     assert short_failure(prefix).startswith(
