@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-images bench-transform bench-peers venv clean
+.PHONY: demo test lint bench bench-images bench-transform bench-training bench-peers venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-images: $(STAMP)  ## size and cold start of all 8 images; writes benchmark
 
 bench-transform: $(STAMP)  ## 1M rows through the local and Ray engines; writes benchmarks/results/transform.md
 	$(BIN)/python benchmarks/transform.py
+
+bench-training: $(STAMP)  ## peak memory of training jobs on 120 MB of CSV; writes benchmarks/results/training_memory.md
+	$(BIN)/python benchmarks/training_memory.py
 
 bench-peers: $(STAMP)  ## modelcrate vs MLflow, MLServer, BentoML; writes benchmarks/results/peers.md and peers.png (needs wrk)
 	$(BIN)/python benchmarks/peers.py

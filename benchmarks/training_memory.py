@@ -163,8 +163,8 @@ def write_report(results: dict[str, dict[str, tuple[float, float, float]]], rows
         "them at 8 bytes a value); scikit-learn's forest fits on a float32 copy of the features (half their "
         "float64 size), and predicting for the metrics makes that copy again. The jobs' time is mostly fitting.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/training_memory.py` (`--baseline OTHER_CHECKOUT/src` adds the "
-        "same runs against other code).",
+        "Reproduce: `make bench-training` (or `.venv/bin/python benchmarks/training_memory.py`; "
+        "`--baseline OTHER_CHECKOUT/src` adds the same runs against other code).",
     ]
     report = "\n".join(lines) + "\n"
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
