@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-images bench-transform bench-peers bench-soak venv clean
+.PHONY: demo test lint bench bench-images bench-transform bench-training bench-soak bench-peers venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,10 @@ bench-images: $(STAMP)  ## size and cold start of all 8 images; writes benchmark
 bench-transform: $(STAMP)  ## 1M rows through the local and Ray engines; writes benchmarks/results/transform.md
 	$(BIN)/python benchmarks/transform.py
 
-bench-soak: $(STAMP)  ## 60 s of valid traffic, then 60 s of valid and hostile traffic; writes benchmarks/results/soak.md (needs wrk)
+bench-training: $(STAMP)  ## peak memory of training jobs on 120 MB of CSV; writes benchmarks/results/training_memory.md
+	$(BIN)/python benchmarks/training_memory.py
+
+bench-soak: $(STAMP)  ## valid traffic 30 s, valid and hostile 60 s, valid 30 s; writes benchmarks/results/soak.md (needs wrk)
 	$(BIN)/python benchmarks/soak.py
 
 bench-peers: $(STAMP)  ## modelcrate vs MLflow, MLServer, BentoML; writes benchmarks/results/peers.md and peers.png (needs wrk)

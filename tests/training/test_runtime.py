@@ -23,6 +23,8 @@ from modelcrate.predictors import ModelMetadata, load_predictor
 from modelcrate.predictors.trust import file_sha256
 from modelcrate.scaffold.sample_models import abalone_dataset
 from modelcrate.training import default_spec, run_training
+from modelcrate.training.data import read_channel
+from modelcrate.training.errors import JobError
 
 TRAIN = str(Path(sys.executable).with_name("train"))
 SMALL = {"sklearn": {"n_estimators": "8", "seed": "7"}, "xgboost": {"num_round": "8", "seed": "7"}}
@@ -219,6 +221,41 @@ def ragged_row(trained: Job) -> None:
     write_rows(trained.data / "train" / "more.csv", ["1,2,3"])
 
 
+def replace_cell(row: int, column: int, value: str):
+    """A change to a job: the train channel's ``row`` (1 = first) gets ``value`` in ``column`` (1 = first)."""
+
+    def change(trained: Job) -> None:
+        rows = (trained.data / "train" / "abalone.csv").read_text().splitlines()
+        fields = rows[row - 1].split(",")
+        fields[column - 1] = value
+        rows[row - 1] = ",".join(fields)
+        write_rows(trained.data / "train" / "abalone.csv", rows)
+
+    return change
+
+
+def short_row(trained: Job) -> None:
+    rows = (trained.data / "train" / "abalone.csv").read_text().splitlines()
+    rows[9] = rows[9][: rows[9].rindex(",")]
+    write_rows(trained.data / "train" / "abalone.csv", rows)
+
+
+def only_file(content: str):
+    """A change to a job: the train channel holds one file, ``content``."""
+
+    def change(trained: Job) -> None:
+        shutil.rmtree(trained.data / "train")
+        (trained.data / "train").mkdir()
+        (trained.data / "train" / "data.csv").write_text(content)
+
+    return change
+
+
+def label_only(trained: Job) -> None:
+    only_file("1\n2\n3\n")(trained)
+    shutil.rmtree(trained.data / "validation")
+
+
 def empty_channel(trained: Job) -> None:
     shutil.rmtree(trained.data / "train")
     (trained.data / "train").mkdir()
@@ -249,6 +286,16 @@ FAILURES = {
         lambda t: t.configure("inputdataconfig.json", {"train": {"ContentType": "application/x-parquet"}}),
         "channel 'train' has ContentType 'application/x-parquet'; this algorithm reads text/csv only",
     ),
+    "content type not text": (
+        {},
+        lambda t: t.configure("inputdataconfig.json", {"train": {"ContentType": 5}}),
+        "channel 'train' has ContentType 5; this algorithm reads text/csv only",
+    ),
+    "hosts not a list": (
+        {},
+        lambda t: t.configure("resourceconfig.json", {"current_host": "algo-1", "hosts": 5}),
+        "resourceconfig.json is not a JSON object with a list of hosts",
+    ),
     "pipe mode": (
         {},
         lambda t: t.configure("inputdataconfig.json", {"train": {"TrainingInputMode": "Pipe"}}),
@@ -271,6 +318,22 @@ FAILURES = {
         "more.csv line 1 has 3 fields but {prefix}/input/data/train/abalone.csv line 1 has 11",
     ),
     "empty channel": ({}, empty_channel, "channel 'train' has no data rows in {prefix}/input/data/train"),
+    "empty file": ({}, only_file(""), "channel 'train' has no data rows in {prefix}/input/data/train"),
+    "blank lines only": ({}, only_file("\n  \n\r\n"), "channel 'train' has no data rows in {prefix}/input/data/train"),
+    "label only": (
+        {},
+        label_only,
+        "data.csv line 1 has one field, the label; channel 'train' needs at least one feature column besides the label",
+    ),
+    "short row": ({}, short_row, "abalone.csv line 10 has 10 fields but {prefix}/input/data/train/abalone.csv line 1"),
+    "infinite label": ({}, replace_cell(3, 1, "inf"), "abalone.csv line 3 column 1: 'inf' is not a finite number"),
+    "missing label": ({}, replace_cell(5, 1, "nan"), "abalone.csv line 5 column 1: 'nan' is not a finite number"),
+    "number beyond float64": (
+        {},
+        replace_cell(4, 5, "1e400"),
+        "abalone.csv line 4 column 5: '1e400' is not a finite number; every field must be numeric",
+    ),
+    "empty field": ({}, replace_cell(7, 2, ""), "abalone.csv line 7 column 2: '' is not a finite number"),
     "several hosts": (
         {},
         lambda t: t.configure("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}),
@@ -309,6 +372,25 @@ def test_xgboost_class_labels_must_be_whole_numbers_from_zero(job):
     assert (
         "the train channel's label column holds -1; XGBoost classification needs class labels 0, 1" in trained.failure
     )
+
+
+@pytest.mark.parametrize(
+    "framework,label,reason",
+    [
+        (
+            "sklearn",
+            "0.5",
+            "the train channel's label column holds 0.5; classification needs class labels that are whole",
+        ),
+        ("sklearn", "1e300", "the train channel's label column holds 1e+300; classification needs class labels"),
+        ("xgboost", "5000000000", "the train channel's largest class label is 5e+09 but it has 3341 rows; XGBoost"),
+    ],
+)
+def test_class_labels_no_classifier_can_learn_are_the_jobs_error(job, framework, label, reason):
+    trained = job(framework, "classification")
+    replace_cell(1, 1, label)(trained)
+    assert trained.run(SMALL[framework]) == 1
+    assert reason in trained.failure
 
 
 def test_binary_logistic_needs_two_classes(job):
@@ -414,3 +496,31 @@ def test_a_missing_spec_says_how_to_get_one(job):
     trained.spec_path.unlink()
     assert trained.run({}) == 1
     assert f"no training spec at {trained.spec_path}: this image was not generated with" in trained.failure
+
+
+def test_a_channel_of_many_blocks_reads_every_row_and_names_lines_past_the_first_block(tmp_path):
+    """Channels are parsed a block of text at a time; rows, values and line numbers are those of the whole file."""
+    rows = 400_000  # about 9 MB: more than two blocks
+    directory = tmp_path / "train"
+    directory.mkdir()
+    lines = [f"{i},{i / 7!r},{-i}" for i in range(rows)]
+    lines[123_456] = "123456,1_7,-123456"  # Python reads digit separators; numpy's parser does not
+    for i in range(0, rows, 1000):
+        lines[i] += "\r\n"  # Windows line ends and blank lines in places
+    (directory / "a.csv").write_text("\n".join(lines[:250_000]) + "\n")
+    (directory / "b.csv").write_text("\n".join(lines[250_000:]))  # no line end at the end
+
+    channel = read_channel("train", directory, 0)
+    assert channel.features.flags.c_contiguous and channel.features.dtype == np.float64
+    np.testing.assert_array_equal(channel.labels, np.arange(rows, dtype=np.float64))
+    expected = np.column_stack([np.arange(rows) / 7, -np.arange(rows, dtype=np.float64)])
+    expected[123_456, 0] = 17.0
+    np.testing.assert_array_equal(channel.features, expected)
+
+    # b.csv holds rows from 250,000 on: row 300,000 is past its first block, after 50 blank lines.
+    text = (directory / "b.csv").read_text().split("\n")
+    line = text.index("300000," + repr(300_000 / 7) + ",-300000") + 1
+    text[line - 1] = "300000,oops,-300000"
+    (directory / "b.csv").write_text("\n".join(text))
+    with pytest.raises(JobError, match=f"b.csv line {line} column 2: 'oops' is not a finite number"):
+        read_channel("train", directory, 0)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import Any
 
 from modelcrate.predictors import CLASSIFICATION, ModelMetadata, find_model_file, load_predictor
 from modelcrate.predictors.evaluation import framework_version, prediction_metrics, recorded_samples
@@ -21,7 +22,7 @@ from modelcrate.predictors.trust import record_model_files
 from modelcrate.training.data import Channel, channel_directories, current_host, read_channel, read_hyperparameters
 from modelcrate.training.errors import EXIT_INTERNAL_ERROR, EXIT_JOB_ERROR, EXIT_OK, JobError
 from modelcrate.training.spec import TrainingSpec, load_spec, metric_line, parse_hyperparameters
-from modelcrate.training.trainers import TRAINERS
+from modelcrate.training.trainers import TRAINERS, Trainer
 
 DEFAULT_SPEC_PATH = Path("/opt/ml/code/training.json")
 SPEC_PATH_ENV = "MODELCRATE_TRAINING_SPEC"
@@ -30,8 +31,9 @@ SPEC_PATH_ENV = "MODELCRATE_TRAINING_SPEC"
 def run_training(prefix: Path = Path("/opt/ml"), spec_path: Path | None = None) -> int:
     """Run one job rooted at ``prefix``; returns the exit code and never raises for the job's own errors.
 
-    Exit codes: 0 success; 1 the job's input or configuration (spec, hyperparameters, channels, data, hosts);
-    2 an internal error. On failure the reason is in ``prefix/output/failure`` and on stderr.
+    Exit codes: 0 success; 1 the job's input or configuration (spec, hyperparameters, channels, data, hosts),
+    or data too big for the memory the job has; 2 an internal error. On failure the reason is in
+    ``prefix/output/failure`` and on stderr.
     """
     prefix = Path(prefix)
     spec_path = Path(spec_path or os.environ.get(SPEC_PATH_ENV) or DEFAULT_SPEC_PATH)
@@ -40,6 +42,8 @@ def run_training(prefix: Path = Path("/opt/ml"), spec_path: Path | None = None) 
     except JobError as exc:
         return _fail(prefix, str(exc), EXIT_JOB_ERROR)
     except Exception as exc:
+        if _ran_out_of_memory(exc):
+            return _fail(prefix, "ran out of memory; use an instance with more memory", EXIT_JOB_ERROR)
         traceback.print_exc()
         first_line = next(iter(str(exc).strip().splitlines()), "")  # XGBoost's errors carry a native stack
         return _fail(
@@ -88,7 +92,7 @@ def _train(prefix: Path, spec_path: Path) -> None:
     )
     staging = Path(tempfile.mkdtemp(prefix=".training-", dir=model_dir))
     try:
-        trainer.fit_and_save(spec.task, hyperparameters, labels, train, validation, staging / trainer.model_file)
+        _fit(spec, trainer, hyperparameters, labels, train, validation, staging / trainer.model_file)
         metadata = ModelMetadata(
             framework=spec.framework,
             framework_version=framework_version(spec.framework),
@@ -101,6 +105,34 @@ def _train(prefix: Path, spec_path: Path) -> None:
         _publish(staging, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fit(
+    spec: TrainingSpec,
+    trainer: Trainer,
+    hyperparameters: dict[str, Any],
+    labels: list | None,
+    train: Channel,
+    validation: Channel | None,
+    path: Path,
+) -> None:
+    """The trainer's fit; running out of memory is the job's size, reported with it rather than as a bug."""
+    try:
+        trainer.fit_and_save(spec.task, hyperparameters, labels, train, validation, path)
+    except Exception as exc:
+        if not _ran_out_of_memory(exc):
+            raise
+        rows, features = train.features.shape
+        raise JobError(
+            f"ran out of memory training {spec.framework} on channel 'train' ({rows:,} rows x {features} features "
+            f"= {train.features.nbytes / 1e6:,.0f} MB as float64); use an instance with more memory, fewer rows "
+            "or smaller models (fewer or shallower trees)"
+        ) from None
+
+
+def _ran_out_of_memory(exc: Exception) -> bool:
+    # XGBoost reports a failed allocation in its C++ core as an XGBoostError naming std::bad_alloc or bad_malloc.
+    return isinstance(exc, MemoryError) or any(word in str(exc) for word in ("std::bad_alloc", "bad_malloc"))
 
 
 def _feature_names(spec: TrainingSpec, channels: dict[str, Channel]) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelcrate.predictors.base import CLASSIFICATION, REGRESSION
-from modelcrate.training.errors import JobError
+from modelcrate.training.errors import JobError, clipped
 
 FRAMEWORKS = ("sklearn", "xgboost")
 TASKS = (REGRESSION, CLASSIFICATION)
@@ -27,7 +27,8 @@ NUMBER_PATTERN = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 # sagemaker_job_name, sagemaker_container_log_level, _tuning_objective_metric...): not the algorithm's.
 RESERVED_PREFIXES = ("sagemaker_", "_")
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false"}
-_SEED_MAX = 2**31 - 1  # XGBoost's seed is a 32-bit signed integer
+_INT_LIMIT = 2**31 - 1  # the frameworks take whole numbers as C ints
+_SEED_MAX = _INT_LIMIT  # XGBoost's seed is a 32-bit signed integer
 
 
 def _declare(kind: str, default: Any, description: str, **limits: Any) -> dict[str, Any]:
@@ -146,12 +147,21 @@ class TrainingSpec:
     feature_names: list[str] | None  # None: f1..fn
 
 
+def _bounds(declared: dict[str, Any]) -> tuple[Any, Any]:
+    """The lowest and highest value allowed; whole numbers stay within the C int the frameworks take."""
+    low, high = declared.get("min"), declared.get("max")
+    if declared["type"] == "int":
+        low = -_INT_LIMIT if low is None else max(low, -_INT_LIMIT)
+        high = _INT_LIMIT if high is None else min(high, _INT_LIMIT)
+    return low, high
+
+
 def allowed_values(declared: dict[str, Any]) -> str:
     """What a hyperparameter accepts, in words, for failure messages."""
     if "choices" in declared:
         return "one of " + ", ".join(repr(c) for c in declared["choices"])
     kind = _KIND_WORDS[declared["type"]]
-    low, high = declared.get("min"), declared.get("max")
+    low, high = _bounds(declared)
     if low is not None and high is not None:
         return f"{kind} from {low} to {high}"
     if low is not None:
@@ -177,7 +187,13 @@ def _typed(kind: str, value: Any) -> Any:
     if kind == "int":
         if isinstance(value, int):
             return value
-        return int(value.strip()) if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value) else None
+        if not (isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value)):
+            return None
+        text = value.strip()
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        # Python converts at most 4,300 digits; a number this long is beyond every range anyway.
+        magnitude = int(digits) if len(digits) <= 20 else _INT_LIMIT + 1
+        return -magnitude if text.startswith("-") else magnitude
     if isinstance(value, (int, float)):
         number = float(value)
     elif isinstance(value, str):
@@ -193,14 +209,14 @@ def _typed(kind: str, value: Any) -> Any:
 def parse_value(name: str, declared: dict[str, Any], value: Any) -> Any:
     """The hyperparameter ``name`` given as ``value``, typed and checked against its declaration."""
     typed = _typed(declared["type"], value)
-    shown = json.dumps(value)
+    shown = clipped(json.dumps(value))
     if typed is None:
         raise JobError(
             f"hyperparameter {name}={shown} is not {_KIND_WORDS[declared['type']]}; give {allowed_values(declared)}"
         )
     if "choices" in declared and typed not in declared["choices"]:
         raise JobError(f"hyperparameter {name}={shown} is not a choice; give {allowed_values(declared)}")
-    low, high = declared.get("min"), declared.get("max")
+    low, high = _bounds(declared)
     if (low is not None and typed < low) or (high is not None and typed > high):
         raise JobError(f"hyperparameter {name}={shown} is out of range; give {allowed_values(declared)}")
     return typed
@@ -213,9 +229,10 @@ def parse_hyperparameters(spec: TrainingSpec, given: dict[str, Any]) -> dict[str
         if name.startswith(RESERVED_PREFIXES):
             continue
         if name not in spec.hyperparameters:
+            shown = clipped(json.dumps(name)[1:-1])  # escaped: a name may hold a line break
             raise JobError(
-                f"unknown hyperparameter {name}={json.dumps(value)}: this {spec.framework} {spec.task} training "
-                f"accepts {', '.join(spec.hyperparameters)}; remove it or correct its name"
+                f"unknown hyperparameter {shown}={clipped(json.dumps(value))}: this {spec.framework} {spec.task} "
+                f"training accepts {', '.join(spec.hyperparameters)}; remove it or correct its name"
             )
         values[name] = parse_value(name, spec.hyperparameters[name], value)
     return values
