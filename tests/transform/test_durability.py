@@ -31,7 +31,7 @@ def test_sigkill_mid_job_then_resume_gives_identical_outputs(tmp_path, echo_mode
         [MODELCRATE, "transform", str(echo_model), *map(str, job), "--output", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its model server too: SIGKILL to the whole group, as a lost machine would
+        start_new_session=True,  # SIGKILL to the whole group, as a lost machine would (its model server follows)
     )
     deadline = time.monotonic() + 120
     while not (out / "a.csv.out").exists() and time.monotonic() < deadline:

@@ -71,6 +71,8 @@ def serve_pipeline(
 ) -> None:
     from modelcrate.containers.endpoint import ServerError
     from modelcrate.pipeline import PipelineDefinitionError, PipelineError, load_definition, running_pipeline
+    from modelcrate.pipeline.runner import DrainCutOff
+    from modelcrate.serving.supervisor import EXIT_DRAIN_CUT_OFF
 
     try:
         loaded = load_definition(definition)
@@ -84,7 +86,7 @@ def serve_pipeline(
         nonlocal stopping
         if not stopping:  # a second Ctrl-C must not interrupt the containers' shutdown
             stopping = True
-            say("stopping the pipeline (each container drains for up to 30 s)...")
+            say("stopping the pipeline: answering the requests already received, then stopping each container...")
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
@@ -109,6 +111,9 @@ def serve_pipeline(
                 time.sleep(3600)
     except KeyboardInterrupt:
         say("stopped the pipeline and its containers")
+    except DrainCutOff as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_DRAIN_CUT_OFF) from None
     except (PipelineError, ServerError) as exc:
         error(str(exc))
         raise typer.Exit(1) from None

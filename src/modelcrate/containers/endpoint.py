@@ -175,6 +175,9 @@ def _local_runtime(spec: ServerSpec, port: int, workers: int | None) -> Iterator
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_tether_to_this_process(),
+            # Out of the caller's process group: a terminal's Ctrl-C goes to the caller, who stops this server once
+            # it no longer needs it (a pipeline's front server first answers what it received, through it).
+            start_new_session=True,
         )
 
     def logs() -> str:

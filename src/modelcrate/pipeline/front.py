@@ -20,13 +20,16 @@ from http import HTTPStatus
 
 import httptools
 
+from modelcrate.serving.config import DRAIN_TIMEOUT
+from modelcrate.serving.draining import accept_backlog, has_unread_bytes
+
 log = logging.getLogger("modelcrate.pipeline")
 
 TEXT = b"text/plain; charset=utf-8"
 MAX_BODY_BYTES = 100 * 1024 * 1024  # SageMaker's largest batch payload; each container applies its own limit
 PING_TIMEOUT_S = 2.0  # SageMaker's budget for one /ping answer
 PARAMETERS_TIMEOUT_S = 30.0
-DRAIN_S = 25.0  # in-flight requests finish within SageMaker's 30 s between SIGTERM and SIGKILL
+DRAIN_CHECK_S = 0.05
 MESSAGE_LIMIT = 500  # longest container error message quoted back to the caller
 READ_SIZE = 256 * 1024
 
@@ -176,16 +179,18 @@ class _Request:
 class _RequestReader:
     """httptools callbacks collecting the requests of one client connection, in order."""
 
-    def __init__(self, writer: asyncio.StreamWriter):
-        self.writer = writer
+    def __init__(self, transport: asyncio.Transport):
+        self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
         self.completed: deque[_Request] = deque()
         self.current = _Request()
         self.chunks: list[bytes] = []
         self.size = 0
+        self.in_message = False  # a request partly received
         self.rejected = False  # answered early (413 before the body): the connection ends
 
     def on_message_begin(self):
+        self.in_message = True
         self.current = _Request()
         self.chunks = []
         self.size = 0
@@ -202,10 +207,10 @@ class _RequestReader:
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
             self.current.too_large = True
             if expects_continue:  # the client has not sent the body yet: refuse it before it does
-                self.writer.write(_encode(_too_large(), keep_alive=False, head_only=False))
+                self.transport.write(_encode(_too_large(), keep_alive=False, head_only=False))
                 self.rejected = True
         elif expects_continue:
-            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # clients wait for it before sending large bodies
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # clients wait for it before sending large bodies
 
     def on_body(self, chunk: bytes):
         self.size += len(chunk)
@@ -221,6 +226,7 @@ class _RequestReader:
         request.body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         request.keep_alive = self.parser.should_keep_alive()
         self.completed.append(request)
+        self.in_message = False
 
 
 def _encode(reply: Reply, keep_alive: bool, head_only: bool) -> bytes:
@@ -289,10 +295,87 @@ def combine_execution_parameters(answers: Sequence[dict]) -> dict | None:
     return combined
 
 
+class _ClientConnection(asyncio.Protocol):
+    """One client connection. Its bytes are parsed as they arrive, so that a drain knows exactly what each
+    connection has received; one task answers the requests in order."""
+
+    def __init__(self, front: FrontServer):
+        self.front = front
+        self.arrived = asyncio.Event()
+        self.answering_one = False
+        self.client_done = False  # the client ended its side of the connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.socket = transport.get_extra_info("socket")
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.requests = _RequestReader(transport)
+        self.front.connections.add(self)
+        self.answering = asyncio.get_running_loop().create_task(self._answer_in_order())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.requests.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.write(_encode(_text("malformed HTTP request", 400), keep_alive=False, head_only=False))
+            self.transport.close()
+            return
+        if self.requests.rejected:
+            self.transport.close()
+        elif self.requests.completed:
+            self.transport.pause_reading()  # read on once these are answered
+            self.arrived.set()
+
+    def eof_received(self) -> bool:
+        # A client may end its side once it has sent its requests: it still gets the answers to those it completed.
+        self.client_done = True
+        return bool(self.requests.completed or self.answering_one)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.connections.discard(self)
+        self.arrived.set()  # the answering task ends
+
+    def owed(self) -> int:
+        """Requests received (or partly received) and not answered yet."""
+        return len(self.requests.completed) + self.answering_one + self.requests.in_message
+
+    def received_more(self) -> bool:
+        return bool(self.owed()) or has_unread_bytes(self.socket)
+
+    async def _answer_in_order(self) -> None:
+        while not self.transport.is_closing():
+            await self.arrived.wait()
+            self.arrived.clear()
+            while self.requests.completed and not self.transport.is_closing():
+                request = self.requests.completed.popleft()
+                self.answering_one = True
+                try:
+                    reply = await self.front.answer(request)
+                finally:
+                    self.answering_one = False
+                if self.transport.is_closing():  # the client left while its request went through the chain
+                    return
+                # Stopping, the last request received on this connection is answered with Connection: close.
+                keep_alive = request.keep_alive and not (self.front.closing and not self.received_more())
+                self.transport.write(_encode(reply, keep_alive, head_only=request.method == b"HEAD"))
+                if not keep_alive:
+                    self.transport.close()
+            if self.client_done and not self.requests.completed:
+                self.transport.close()
+            elif not self.transport.is_closing():
+                self.transport.resume_reading()
+
+
 class FrontServer:
     """Answers /invocations, /ping and /execution-parameters for the whole pipeline."""
 
-    def __init__(self, containers: Sequence[tuple[str, int]], mode: str, invocation_timeout: float):
+    def __init__(
+        self,
+        containers: Sequence[tuple[str, int]],
+        mode: str,
+        invocation_timeout: float,
+        drain_timeout: float = DRAIN_TIMEOUT,
+    ):
         count = len(containers)
         self.clients = [
             ContainerClient(hostname, position, count, port)
@@ -301,75 +384,45 @@ class FrontServer:
         self.by_hostname = {client.hostname.encode(): client for client in self.clients}
         self.direct = mode == "Direct"
         self.invocation_timeout = invocation_timeout
+        self.drain_timeout = drain_timeout
         self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._in_flight = 0
-        self._closing = False
+        self._listening_socket: socket.socket | None = None
+        self.connections: set[_ClientConnection] = set()
+        self.closing = False
 
     async def start(self, sock: socket.socket) -> None:
-        self._server = await asyncio.start_server(self._serve_connection, sock=sock, backlog=2048)
-
-    async def close(self) -> None:
-        """Stop accepting, let requests in flight finish (up to DRAIN_S), then close every connection."""
-        self._closing = True
-        if self._server:
-            self._server.close()
+        self._listening_socket = sock
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_S
-        while self._in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for writer in list(self._writers):
-            writer.close()  # idle connections see end-of-file and end their tasks
-        if self._connections:
-            _, late = await asyncio.wait(list(self._connections), timeout=1.0)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        self._server = await loop.create_server(lambda: _ClientConnection(self), sock=sock, backlog=2048)
+
+    async def close(self) -> int:
+        """Stop accepting, answer every request already received (each connection's last with Connection:
+        close) and close the connections; returns how many requests the drain deadline cut off."""
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        if self._server is not None:
+            backlog = accept_backlog(self._listening_socket)
+            self._server.close()  # closes the listening socket: a later connection is refused
+            for client in backlog:
+                await loop.connect_accepted_socket(lambda: _ClientConnection(self), client)
+        deadline = loop.time() + self.drain_timeout
+        while self.connections and loop.time() < deadline:
+            for connection in list(self.connections):
+                if not connection.received_more() and not connection.transport.is_closing():
+                    connection.transport.close()  # owes nothing
+            await asyncio.sleep(DRAIN_CHECK_S)
+        # An open connection owes at least the request it holds unread.
+        cut_off = sum(max(connection.owed(), 1) for connection in self.connections)
+        late = [connection.answering for connection in self.connections]
+        for connection in list(self.connections):
+            connection.transport.abort()
+            connection.answering.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         for client in self.clients:
             client.close()
+        return cut_off
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(asyncio.current_task())
-        self._writers.add(writer)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        requests = _RequestReader(writer)
-        try:
-            while not self._closing:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    break
-                try:
-                    requests.parser.feed_data(data)
-                except httptools.HttpParserError:
-                    writer.write(_encode(_text("malformed HTTP request", 400), keep_alive=False, head_only=False))
-                    break
-                if requests.rejected:
-                    await writer.drain()
-                    break
-                while requests.completed:
-                    request = requests.completed.popleft()
-                    self._in_flight += 1
-                    try:
-                        reply = await self._answer(request)
-                    finally:
-                        self._in_flight -= 1
-                    keep_alive = request.keep_alive and not self._closing
-                    writer.write(_encode(reply, keep_alive, head_only=request.method == b"HEAD"))
-                    if not keep_alive:
-                        await writer.drain()
-                        return
-                await writer.drain()
-        except ConnectionError:
-            pass  # the client went away
-        except asyncio.CancelledError:
-            pass  # by close(), past the drain deadline; returning keeps asyncio from logging it as an error
-        finally:
-            writer.close()
-            self._writers.discard(writer)
-            self._connections.discard(asyncio.current_task())
-
-    async def _answer(self, request: _Request) -> Reply:
+    async def answer(self, request: _Request) -> Reply:
         path = request.url.split(b"?", 1)[0]
         if path == b"/invocations":
             if request.method != b"POST":
@@ -472,7 +525,7 @@ class FrontServer:
         return await asyncio.gather(*(ask(client) for client in self.clients))
 
     async def _ping(self) -> Reply:
-        if self._closing:
+        if self.closing:
             return _text("shutting down", 503)
         answers = await self._ask_all(b"/ping", PING_TIMEOUT_S)
         unhealthy = [

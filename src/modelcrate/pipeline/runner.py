@@ -18,13 +18,19 @@ from modelcrate.containers.image_test import unpacked_model
 from modelcrate.pipeline.definition import RESERVED_ENVIRONMENT, PipelineDefinition, load_definition
 from modelcrate.pipeline.front import FrontServer
 from modelcrate.predictors import LABEL_DECODING
+from modelcrate.serving.config import drain_timeout
+from modelcrate.serving.errors import ConfigError
 from modelcrate.serving.hints import INFERENCE_SUPPORTED, before_label_decoder, hint, keys_of_task, model_task
 
 DEFAULT_INVOCATION_TIMEOUT_S = 60.0  # SageMaker's limit for one realtime invocation, all containers included
 
 
 class PipelineError(RuntimeError):
-    """The pipeline could not start; the message says why and what to do."""
+    """The pipeline could not start (or, stopping, answer all it received); the message says why and what to do."""
+
+
+class DrainCutOff(PipelineError):
+    """Stopping, the front server's drain deadline passed before it had answered every request it received."""
 
 
 @dataclass
@@ -78,8 +84,10 @@ def _serving_in_background(front: FrontServer, sock: socket.socket) -> Iterator[
     transform job sending requests) keep theirs."""
     loop = _new_event_loop()
     started: Future = Future()
+    cut_off = 0
 
     def run() -> None:
+        nonlocal cut_off
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(front.start(sock))
@@ -90,7 +98,7 @@ def _serving_in_background(front: FrontServer, sock: socket.socket) -> Iterator[
         started.set_result(None)
         try:
             loop.run_forever()
-            loop.run_until_complete(front.close())
+            cut_off = loop.run_until_complete(front.close())
         finally:
             loop.close()
 
@@ -106,6 +114,11 @@ def _serving_in_background(front: FrontServer, sock: socket.socket) -> Iterator[
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
+        if cut_off:
+            raise DrainCutOff(
+                f"the drain deadline (MODELCRATE_DRAIN_TIMEOUT={front.drain_timeout:g} s) cut off {cut_off} "
+                "request(s) already received"
+            )
 
 
 def _inference_hints(definition: PipelineDefinition, model_dirs: list[Path | None]) -> list[dict[str, str]]:
@@ -141,8 +154,9 @@ def running_pipeline(
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[PipelineEndpoint]:
     """Start every container (each on its own ``SAGEMAKER_BIND_TO_PORT``), wait until each answers /ping,
-    then serve the pipeline on ``host:port`` (a free port when None). On exit the front server drains and
-    every container is stopped, even when one failed to start.
+    then serve the pipeline on ``host:port`` (a free port when None). On exit the front server stops accepting and
+    answers the requests it received (within MODELCRATE_DRAIN_TIMEOUT, else :class:`DrainCutOff`), then every
+    container is stopped, even when one failed to start.
 
     ``definition`` is a validated definition or the path of PIPELINE.json. ``workers`` sets each container's
     SAGEMAKER_MODEL_SERVER_WORKERS unless its Environment does. ``extra_env`` is set in every container over
@@ -155,6 +169,10 @@ def running_pipeline(
     for name in RESERVED_ENVIRONMENT:
         if name in extra_env:
             raise PipelineError(f"{name} is set by the pipeline for each container; remove it from extra_env")
+    try:
+        front_drain_timeout = drain_timeout(os.environ)
+    except ConfigError as exc:
+        raise PipelineError(str(exc)) from None
     count = len(definition.containers)
     with ExitStack() as stack:
         listener = stack.enter_context(_unstarted_listener(host, port or 0))
@@ -180,7 +198,10 @@ def running_pipeline(
             )
             endpoints.append(stack.enter_context(running_server(spec, workers=workers)))
         front = FrontServer(
-            [(endpoint.spec.hostname, endpoint.port) for endpoint in endpoints], definition.mode, invocation_timeout
+            [(endpoint.spec.hostname, endpoint.port) for endpoint in endpoints],
+            definition.mode,
+            invocation_timeout,
+            front_drain_timeout,
         )
         stack.enter_context(_serving_in_background(front, listener))
         yield PipelineEndpoint(definition, host, bound_port, endpoints)

@@ -77,6 +77,11 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def drain_timeout(env: Mapping[str, str]) -> float:
+    """MODELCRATE_DRAIN_TIMEOUT: after SIGTERM, the seconds a server has to answer the requests it received."""
+    return _seconds(env, "MODELCRATE_DRAIN_TIMEOUT", DRAIN_TIMEOUT)
+
+
 def _milliseconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     try:
@@ -203,7 +208,7 @@ class ServingConfig:
             header_timeout=_seconds(env, "MODELCRATE_HEADER_TIMEOUT", HEADER_TIMEOUT),
             body_timeout=_seconds(env, "MODELCRATE_BODY_TIMEOUT", BODY_TIMEOUT),
             max_connections=_int(env, "MODELCRATE_MAX_CONNECTIONS", MAX_CONNECTIONS, 16),
-            drain_timeout=_seconds(env, "MODELCRATE_DRAIN_TIMEOUT", DRAIN_TIMEOUT),
+            drain_timeout=drain_timeout(env),
             # Spelled out, not imported from predictors/trust.py (which names it in its messages): that would load
             # numpy into the supervisor.
             accept_model_mismatch=_flag(env, "MODELCRATE_ACCEPT_MODEL_MISMATCH"),

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import resource
-import select
 import signal
 import socket
 import time
@@ -27,6 +26,7 @@ import httptools
 from modelcrate.predictors import trust
 from modelcrate.serving.batching import Batcher
 from modelcrate.serving.config import ServingConfig
+from modelcrate.serving.draining import accept_backlog, has_unread_bytes
 from modelcrate.serving.errors import HttpError, RequestTimeout
 from modelcrate.serving.metrics import ROUTE_INDEX, SharedMetrics, WorkerMetrics
 from modelcrate.serving.model_table import ModelTable
@@ -211,12 +211,6 @@ class HttpConnection(asyncio.Protocol):
 
     def owes_nothing(self) -> bool:
         return not (self.in_message or self.awaiting or self.pipelined or self.failed)
-
-    def has_unread_bytes(self) -> bool:
-        """Whether the socket holds bytes (or the client's end) the event loop has not read yet."""
-        poller = select.poll()
-        poller.register(self.transport.get_extra_info("socket").fileno(), select.POLLIN)
-        return bool(poller.poll(0))
 
     def answer_pipelined(self) -> None:
         """Answer the requests queued on this connection, in order, until one waits for its batch."""
@@ -488,12 +482,7 @@ class WorkerServer:
     def accept_backlog(self, loop: asyncio.AbstractEventLoop) -> None:
         """Accept every connection the kernel completed for the listening socket: their clients may have sent
         their requests already."""
-        while True:
-            try:
-                client, _ = self.listening_socket.accept()
-            except OSError:  # BlockingIOError once the backlog is empty
-                return
-            client.setblocking(False)
+        for client in accept_backlog(self.listening_socket):
             adopting = loop.create_task(loop.connect_accepted_socket(lambda: HttpConnection(self), client))
             self.adopting.add(adopting)
             adopting.add_done_callback(self.adopting.discard)
@@ -502,7 +491,11 @@ class WorkerServer:
         """Until every request received is answered, or the deadline: close the connections that owe nothing and
         have nothing unread. Publishes how many requests are still owed, for the supervisor."""
         for conn in list(self.connections):
-            if conn.owes_nothing() and not conn.transport.is_closing() and not conn.has_unread_bytes():
+            if (
+                conn.owes_nothing()
+                and not conn.transport.is_closing()
+                and not has_unread_bytes(conn.transport.get_extra_info("socket"))
+            ):
                 conn.transport.close()
         # An open connection still owes an answer (or is still writing one).
         unanswered = len(self.adopting) + sum(1 + len(conn.pipelined) for conn in self.connections)
