@@ -19,6 +19,7 @@ from modelcrate.pipeline.definition import RESERVED_ENVIRONMENT, PipelineDefinit
 from modelcrate.pipeline.front import FrontServer
 from modelcrate.predictors import LABEL_DECODING
 from modelcrate.serving.config import drain_timeout
+from modelcrate.serving.draining import cut_off_message
 from modelcrate.serving.errors import ConfigError
 from modelcrate.serving.hints import INFERENCE_SUPPORTED, before_label_decoder, hint, keys_of_task, model_task
 
@@ -115,10 +116,7 @@ def _serving_in_background(front: FrontServer, sock: socket.socket) -> Iterator[
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         if cut_off:
-            raise DrainCutOff(
-                f"the drain deadline (MODELCRATE_DRAIN_TIMEOUT={front.drain_timeout:g} s) cut off {cut_off} "
-                "request(s) already received"
-            )
+            raise DrainCutOff(cut_off_message(front.drain_timeout, cut_off))
 
 
 def _inference_hints(definition: PipelineDefinition, model_dirs: list[Path | None]) -> list[dict[str, str]]:

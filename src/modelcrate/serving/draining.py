@@ -24,3 +24,10 @@ def has_unread_bytes(connection: socket.socket) -> bool:
     poller = select.poll()
     poller.register(connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
+
+
+def cut_off_message(drain_timeout: float, cut_off: int) -> str:
+    return (
+        f"the drain deadline (MODELCRATE_DRAIN_TIMEOUT={drain_timeout:g} s) cut off {cut_off} request(s) "
+        "already received"
+    )

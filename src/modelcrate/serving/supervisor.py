@@ -19,6 +19,7 @@ import time
 
 from modelcrate.errors import StartupError
 from modelcrate.serving.config import ServingConfig
+from modelcrate.serving.draining import cut_off_message
 from modelcrate.serving.logs import configure_logging
 from modelcrate.serving.metrics import SharedMetrics
 from modelcrate.serving.model_table import ModelTable
@@ -214,11 +215,7 @@ class Supervisor:
             # A worker stuck in a prediction since before SIGTERM never began its drain, so never counted it.
             cut_off += max(self.shared.unanswered(slot), 1 if self.shared.busy_since(slot) else 0)
         if cut_off or killed:
-            log.error(
-                f"the drain deadline (MODELCRATE_DRAIN_TIMEOUT={self.config.drain_timeout:g} s) cut off "
-                f"{cut_off} request(s) already received",
-                extra={"workers_killed": killed},
-            )
+            log.error(cut_off_message(self.config.drain_timeout, cut_off), extra={"workers_killed": killed})
         return clean and not killed
 
 
