@@ -159,6 +159,20 @@ def test_each_framework_is_imported_only_when_its_model_is_loaded(sample_model, 
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "(1,)\n"
 
 
+def test_loading_a_recorded_xgboost_model_leaves_pandas_and_sklearn_unimported(sample_model):
+    """Checking the recorded version imports XGBoost as its predictor does: its own import would bring pandas
+    along (+87 MB per worker)."""
+    model_dir = sample_model("xgboost", "json", "regression")
+    assert json.loads((model_dir / "modelcrate.json").read_text())["framework_version"]
+    code = (
+        "import sys\n"
+        "import modelcrate.predictors as p\n"
+        f"p.load_predictor({str(model_dir)!r})\n"
+        "print(sorted({'pandas', 'sklearn'} & set(sys.modules)))\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 @pytest.mark.parametrize("fmt", ["json", "ubj", "model"])
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_xgboost_direct_dense_prediction_equals_inplace_predict(sample_model, fmt, task):

@@ -7,6 +7,7 @@ it, so the recorded outputs are exactly what serving answers.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,13 @@ _SMALLEST_PROBABILITY = 1e-15
 
 
 def framework_version(framework: str) -> str:
-    """The installed version of a framework, from the module itself: images install XGBoost as the
-    distribution ``xgboost-cpu``, so the distribution name is no guide."""
-    import importlib
+    """The installed version of a framework, from the module itself (images install XGBoost as the distribution
+    ``xgboost-cpu``, so the distribution name is no guide), imported as its predictor imports it: serve checks the
+    version before loading, and XGBoost's own import brings pandas along when present (+87 MB per worker)."""
+    if framework == "xgboost":
+        from modelcrate.predictors.xgboost import import_xgboost
 
+        return import_xgboost().__version__
     return importlib.import_module(framework).__version__
 
 
