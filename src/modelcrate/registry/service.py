@@ -221,7 +221,9 @@ class Registry:
 
     # ---------------------------------------------------------------- packages
 
-    def create_model_package(self, request: dict, validate: bool = True) -> dict:
+    def create_model_package(self, request: dict) -> dict:
+        """Record the package; one with validation profiles stays Pending until a validation run (an application
+        step, modelcrate.validation) records its result with set_validation."""
         data = parse_request("CreateModelPackage", request)
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
         token = data.get("ClientToken")
@@ -237,10 +239,6 @@ class Registry:
                 if token and (existing := self._by_token(token, digest)):
                     return {"ModelPackageArn": existing}
                 raise
-        if validate:
-            from modelcrate.registry.validation import validate_package
-
-            validate_package(self, package_arn(package))
         return {"ModelPackageArn": package_arn(package)}
 
     def _by_token(self, token: str, digest: str) -> str | None:
