@@ -65,3 +65,7 @@ def test_downward_imports_pass(tmp_path):
     )
 
     assert layers.check(source) == []
+
+
+def test_modelcrate_imports_point_one_way():
+    assert layers.check() == []

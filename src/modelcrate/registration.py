@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import modelcrate
+from modelcrate.archives import pack_directory
 from modelcrate.containers.docker import Project
 from modelcrate.predictors import METADATA_FILE, ModelLoadError, ModelMetadata, find_model_file
 from modelcrate.predictors.trust import record_model_files, recorded_file_problems
-from modelcrate.registry.artifacts import pack_directory
 from modelcrate.registry.db import registry_home
 from modelcrate.registry.service import RegistryError
 from modelcrate.scaffold.generate import PROJECT_FILE

@@ -92,7 +92,7 @@ def _write_atomically(path: Path, data: dict) -> None:
 def _pack_model(model_dir: Path, output: Path) -> Path:
     """OUTPUT/model.tar.gz with the model directory's files at its root, as SageMaker uploads it; written whole
     or not at all."""
-    from modelcrate.registry.artifacts import pack_directory
+    from modelcrate.archives import pack_directory
 
     target = output / "model.tar.gz"
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=output))
