@@ -2,6 +2,7 @@
 
 An application step, not part of the registry: the command line creates a package (status Pending while it
 has profiles to run), then runs them here and records the result in the registry.
+
 A container whose image is built here runs in Docker with the package's model mounted; without a Docker
 engine (or without the image) the model is served by this machine's runtime, and the status says so.
 """
