@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelcrate.cards.models import ModelCardExport
 from modelcrate.cards.render import TEMPLATES_VARIABLE
+from modelcrate.registry.models import ModelCardExport
 from modelcrate.registry.service import Conflict, RegistryError
 from tests.cards.conftest import card_content
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from modelcrate.cards.models import ModelCardExport, ModelCardVersion
+from modelcrate.registry.models import ModelCardExport, ModelCardVersion
 from modelcrate.registry.service import Conflict, NotFound, RegistryError
 from tests.cards.conftest import card_content
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelcrate.registry.artifacts import ArtifactStore, pack_directory
+from modelcrate.archives import pack_directory
+from modelcrate.registry.artifacts import ArtifactStore
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.service import Registry
 from tests.registry.databases import DATABASE_BACKENDS, fresh_database

@@ -23,7 +23,7 @@ VERSIONS_EACH = 50
 REGISTER = """
 import os, sys
 from pathlib import Path
-from modelcrate.registry.artifacts import pack_directory
+from modelcrate.archives import pack_directory
 from modelcrate.registry.service import Registry
 
 count, work = int(sys.argv[1]), Path(sys.argv[2])

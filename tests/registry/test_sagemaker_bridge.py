@@ -15,7 +15,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from modelcrate.registry.artifacts import file_digest
+from modelcrate.archives import file_digest
 from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, model_data_urls, push
 
 BUCKET = "models"

@@ -11,6 +11,7 @@ import pytest
 from modelcrate.registry.artifacts import ArtifactCorrupted
 from modelcrate.registry.service import Conflict, NotFound, RegistryError
 from modelcrate.scaffold.sample_models import read_abalone
+from modelcrate.validation import create_validated_package, validate_package
 from tests.registry.conftest import package_request
 
 
@@ -203,14 +204,20 @@ def test_validation_runs_a_real_transform_job(registry, model_tar, tmp_path):
     bad.parent.mkdir()
     bad.write_text("length,diameter\n1,2\n")
 
-    registry.create_model_package(validation_request(model_tar, good.parent, tmp_path / "out-good"))
+    arn = registry.create_model_package(validation_request(model_tar, good.parent, tmp_path / "out-good"))
+    pending = registry.describe_model_package(arn["ModelPackageArn"])
+    assert pending["ModelPackageStatus"] == "Pending"  # the store runs nothing: validation is the caller's step
+    assert pending["ModelPackageStatusDetails"]["ValidationStatuses"] == [
+        {"Name": "abalone-rows", "Status": "NotStarted"}
+    ]
+    validate_package(registry, arn["ModelPackageArn"])
     passed = registry.describe_model_package("abalone/1")
     assert passed["ModelPackageStatus"] == "Completed"
     (status,) = passed["ModelPackageStatusDetails"]["ValidationStatuses"]
     assert status["Status"] == "Completed" and "local runtime" in status["ValidatedWith"]
     assert len((tmp_path / "out-good" / "rows.csv.out").read_text().splitlines()) == 50
 
-    registry.create_model_package(validation_request(model_tar, bad.parent, tmp_path / "out-bad"))
+    create_validated_package(registry, validation_request(model_tar, bad.parent, tmp_path / "out-bad"))
     failed = registry.describe_model_package("abalone/2")
     assert failed["ModelPackageStatus"] == "Failed"
     (status,) = failed["ModelPackageStatusDetails"]["ValidationStatuses"]
@@ -218,5 +225,7 @@ def test_validation_runs_a_real_transform_job(registry, model_tar, tmp_path):
     with pytest.raises(Conflict, match="cannot be approved while its status is Failed"):
         registry.update_model_package({"ModelPackageArn": "abalone/2", "ModelApprovalStatus": "Approved"})
 
-    registry.create_model_package(validation_request(model_tar, bad.parent, tmp_path / "o3", SkipModelValidation="All"))
+    create_validated_package(
+        registry, validation_request(model_tar, bad.parent, tmp_path / "o3", SkipModelValidation="All")
+    )
     assert registry.describe_model_package("abalone/3")["ModelPackageStatus"] == "Completed"

@@ -15,8 +15,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from modelcrate.archives import pack_directory
 from modelcrate.pipeline.example import ALGORITHM, FEATURES, LABELS, train_models
-from modelcrate.registry.artifacts import ArtifactCorrupted, ArtifactStore, pack_directory
+from modelcrate.registry.artifacts import ArtifactCorrupted, ArtifactStore
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.service import Registry
 from tests.registry.conftest import package_request

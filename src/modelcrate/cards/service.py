@@ -17,9 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelcrate.cards.content import carried_over, content_from_package, diff_contents, model_id_of, parse_content
-from modelcrate.cards.models import ModelCard, ModelCardExport, ModelCardVersion
 from modelcrate.cards.render import FORMATS, render
-from modelcrate.registry.models import Tag
+from modelcrate.registry.models import ModelCard, ModelCardExport, ModelCardVersion, Tag
 from modelcrate.registry.service import (
     ARN_PREFIX,
     Conflict,
@@ -27,16 +26,13 @@ from modelcrate.registry.service import (
     Registry,
     RegistryError,
     as_utc,
+    card_arn,
     now,
     parse_request,
 )
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ARCHIVED = "Archived"
-
-
-def card_arn(name: str) -> str:
-    return f"{ARN_PREFIX}model-card/{name}"
 
 
 def export_job_arn(card_name: str, job_name: str) -> str:

@@ -76,6 +76,12 @@ def _registry():
     return Registry()
 
 
+def _create_model_package(request: dict) -> dict:
+    from modelcrate.validation import create_validated_package
+
+    return create_validated_package(_registry(), request)
+
+
 def _update_model_package(request: dict) -> dict:
     from modelcrate.registry.service import RegistryError
 
@@ -91,7 +97,7 @@ REGISTRY_CALLS = {
     "DescribeModelPackageGroup": members_as_arguments(_registry, "DescribeModelPackageGroup", "ModelPackageGroupName"),
     "ListModelPackageGroups": lambda request: _registry().list_model_package_groups(request),
     "DeleteModelPackageGroup": members_as_arguments(_registry, "DeleteModelPackageGroup", "ModelPackageGroupName"),
-    "CreateModelPackage": lambda request: _registry().create_model_package(request),
+    "CreateModelPackage": _create_model_package,
     "DescribeModelPackage": members_as_arguments(_registry, "DescribeModelPackage", "ModelPackageName"),
     "ListModelPackages": lambda request: _registry().list_model_packages(request),
     "UpdateModelPackage": _update_model_package,
@@ -162,8 +168,9 @@ def register(
     model's modelcrate.json, and attaches the training metrics recorded with the model as
     CustomerMetadataProperties. Example: modelcrate registry register my-project/ --group abalone
     """
-    from modelcrate.registry.register import registration_request
+    from modelcrate.registration import registration_request
     from modelcrate.registry.service import Registry
+    from modelcrate.validation import create_validated_package
 
     with registry_failures():
         registry = Registry()
@@ -173,7 +180,7 @@ def register(
                 source, group, description, approval_status, image, validation_input, scratch=scratch
             )
             registry.ensure_model_package_group(group)
-            answer = registry.create_model_package(request)
+            answer = create_validated_package(registry, request)
         described = registry.describe_model_package(answer["ModelPackageArn"])
     print(json.dumps(answer, indent=4))
     say(

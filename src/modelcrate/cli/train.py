@@ -92,7 +92,7 @@ def _write_atomically(path: Path, data: dict) -> None:
 def _pack_model(model_dir: Path, output: Path) -> Path:
     """OUTPUT/model.tar.gz with the model directory's files at its root, as SageMaker uploads it; written whole
     or not at all."""
-    from modelcrate.registry.artifacts import pack_directory
+    from modelcrate.archives import pack_directory
 
     target = output / "model.tar.gz"
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=output))
@@ -112,8 +112,9 @@ def _algorithm_name(image: str) -> str:
 def _register(model_dir: Path, model_tar: Path, image: str, group: str) -> str:
     """The trained model as the next version of GROUP, with the algorithm that trained it; returns its ARN."""
     # Imported here, not by `train`: only --register needs the registry extra.
-    from modelcrate.registry.register import registration_request
+    from modelcrate.registration import registration_request
     from modelcrate.registry.service import Registry, RegistryError
+    from modelcrate.validation import create_validated_package
 
     try:
         registry = Registry()
@@ -125,7 +126,7 @@ def _register(model_dir: Path, model_tar: Path, image: str, group: str) -> str:
                 ]
             }
             registry.ensure_model_package_group(group)
-            return registry.create_model_package(request)["ModelPackageArn"]
+            return create_validated_package(registry, request)["ModelPackageArn"]
     except RegistryError as exc:
         error(str(exc))
         raise typer.Exit(1) from None

@@ -69,8 +69,8 @@ def _package_target(target: str, scratch: Path):
     """``registry:GROUP/N`` (or ``registry:GROUP``, its latest Approved version): the package's own containers."""
     from modelcrate.registry.artifacts import ArtifactError
     from modelcrate.registry.service import Registry, RegistryError
-    from modelcrate.registry.validation import package_target
     from modelcrate.transform.targets import TargetError
+    from modelcrate.validation import package_target
 
     identifier = target[len(REGISTRY_PREFIX) :]
     try:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
+from modelcrate.archives import pack_directory
 from modelcrate.containers.docker import DOCKER, DockerError, docker, require_engine
 from modelcrate.containers.image_test import ANSWERS_AS_NON_ROOT, ServingProcess, test_image
 from modelcrate.containers.training_job import (
@@ -28,7 +29,6 @@ from modelcrate.containers.training_job import (
     training_job,
     write_abalone_channels,
 )
-from modelcrate.registry.artifacts import pack_directory
 
 SUPPORTED_OS_FILE = Path(__file__).with_name("marketplace_os.json")
 # The file's two lists: what Marketplace's scan (Amazon ECR's) reads, and the SageMaker developer guide's older one.

@@ -26,7 +26,7 @@ import botocore.session
 import regex
 from botocore.model import ServiceModel, Shape, StructureShape
 
-from modelcrate.transform.job import MAX_PAYLOAD_MB
+from modelcrate.serving.config import MAX_PAYLOAD_MB
 
 MAX_ENVIRONMENT_VARIABLE = "MODELCRATE_REGISTRY_MAX_ENVIRONMENT"
 # 16 is the limit the seed documents give; 100 is AWS's limit today, allowed by the option.

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.model import StructureShape
 from botocore.validate import ParamValidator
 
-from modelcrate.registry.artifacts import file_digest
+from modelcrate.archives import file_digest
 
 # SageMaker downloads a ModelDataUrl itself: only these schemes name something it can read.
 REMOTE_MODEL_DATA_SCHEMES = ("s3://", "https://")

@@ -25,13 +25,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from modelcrate.archives import file_digest
 from modelcrate.registry import contract
-from modelcrate.registry.artifacts import ArtifactError, ArtifactStore, check_model_archive, fetch_source, file_digest
+from modelcrate.registry.artifacts import ArtifactError, ArtifactStore, check_model_archive, fetch_source
 from modelcrate.registry.db import artifact_store_location, open_engine
 from modelcrate.registry.models import (
     Artifact,
     ArtifactClaim,
     HistoryEntry,
+    ModelCard,
     Package,
     PackageArtifact,
     PackageGroup,
@@ -107,6 +109,10 @@ def group_arn(name: str) -> str:
 def package_arn(package: Package) -> str:
     suffix = f"{package.name}/{package.version}" if package.version is not None else package.name
     return f"{ARN_PREFIX}model-package/{suffix}"
+
+
+def card_arn(name: str) -> str:
+    return f"{ARN_PREFIX}model-card/{name}"
 
 
 def _group_name(identifier: str) -> str:
@@ -221,7 +227,9 @@ class Registry:
 
     # ---------------------------------------------------------------- packages
 
-    def create_model_package(self, request: dict, validate: bool = True) -> dict:
+    def create_model_package(self, request: dict) -> dict:
+        """Record the package; one with validation profiles stays Pending until a validation run (an application
+        step, modelcrate.validation) records its result with set_validation."""
         data = parse_request("CreateModelPackage", request)
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
         token = data.get("ClientToken")
@@ -237,10 +245,6 @@ class Registry:
                 if token and (existing := self._by_token(token, digest)):
                     return {"ModelPackageArn": existing}
                 raise
-        if validate:
-            from modelcrate.registry.validation import validate_package
-
-            validate_package(self, package_arn(package))
         return {"ModelPackageArn": package_arn(package)}
 
     def _by_token(self, token: str, digest: str) -> str | None:
@@ -586,9 +590,6 @@ class Registry:
         if kind == "model-package":
             return package_arn(self.find_package(session, arn))
         if kind == "model-card":
-            from modelcrate.cards.models import ModelCard
-            from modelcrate.cards.service import card_arn
-
             if session.scalar(select(ModelCard.id).where(ModelCard.name == name)) is None:
                 raise NotFound(f"model card {name} does not exist")
             return card_arn(name)

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MAX_PAYLOAD_MB = 100
+from modelcrate.serving.config import MAX_PAYLOAD_MB
+
 DEFAULT_PARAMETERS = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
 # A container answering /execution-parameters may use either spelling (the contract documents the first).
 _STRATEGY_SPELLINGS = {

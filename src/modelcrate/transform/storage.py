@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from modelcrate.transform.job import MAX_PAYLOAD_MB
+from modelcrate.serving.config import MAX_PAYLOAD_MB
 
 PARTIAL_PREFIX = ".modelcrate-partial-"
 MIB = 1024 * 1024

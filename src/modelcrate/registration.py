@@ -1,16 +1,21 @@
-"""``registry register``: a model directory or a generated project as a CreateModelPackage request."""
+"""``registry register``: a model directory or a generated project as a CreateModelPackage request.
+
+An application step over the registry: it reads projects (scaffold, containers), which the registry never does.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import modelcrate
+from modelcrate.archives import pack_directory
+from modelcrate.containers.docker import Project
 from modelcrate.predictors import METADATA_FILE, ModelLoadError, ModelMetadata, find_model_file
 from modelcrate.predictors.trust import record_model_files, recorded_file_problems
-from modelcrate.registry.artifacts import pack_directory
 from modelcrate.registry.db import registry_home
 from modelcrate.registry.service import RegistryError
-from modelcrate.scaffold.options import SAGEMAKER_FRAMEWORKS
+from modelcrate.scaffold.generate import PROJECT_FILE
+from modelcrate.scaffold.options import INSTANCE_PRESETS, SAGEMAKER_FRAMEWORKS
 from modelcrate.serving.hints import INFERENCE_SUPPORTED, hint_of_model
 
 CONTENT_TYPES = ["text/csv", "application/json", "application/jsonlines", "application/x-npy"]
@@ -22,11 +27,7 @@ LOCAL_RUNTIME_IMAGE = f"modelcrate-local-runtime:{modelcrate.__version__}"
 
 def _model_and_image(source: Path, image: str | None) -> tuple[Path, str, str]:
     """(model directory, image, instance type) of a project or a bare model directory."""
-    from modelcrate.scaffold.generate import PROJECT_FILE
-
     if (source / PROJECT_FILE).is_file():
-        from modelcrate.containers.docker import Project
-
         project = Project.load(source)
         model_dir = source / "model"
         if not model_dir.is_dir():
@@ -34,8 +35,6 @@ def _model_and_image(source: Path, image: str | None) -> tuple[Path, str, str]:
                 f"project {source} bakes no model (model source {project.options.model_source}); register the "
                 "model directory itself"
             )
-        from modelcrate.scaffold.options import INSTANCE_PRESETS
-
         instance = INSTANCE_PRESETS.get(project.options.instance_type, project.options.instance_type)
         return model_dir, image or project.image, instance
     if not source.is_dir():

@@ -1,0 +1,1 @@
+"""Developer checks that guard the shape of the code base."""
