@@ -82,6 +82,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def wait_for_ready_workers(self, count: int, deadline_s: float = 60.0) -> None:
+        """/ping answers once one worker is ready; the others may still be loading (as root, when started so)."""
+        deadline = time.monotonic() + deadline_s
+        while self.log().count('"message": "worker ready"') < count:
+            assert time.monotonic() < deadline, f"fewer than {count} workers ready within {deadline_s} s:\n{self.log()}"
+            time.sleep(0.05)
+
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(p) for p in children.read_text().split()] if children.exists() else []

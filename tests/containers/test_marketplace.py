@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelcrate.cli import app
-from modelcrate.containers.image_test import answering_processes
+from modelcrate.containers.image_test import answering_processes, non_root_check
 from modelcrate.containers.marketplace import (
     DEVELOPER_GUIDE_SYSTEMS,
     FAIL,
@@ -242,6 +242,18 @@ def test_non_root_rule_judges_the_processes_that_answer_requests():
     assert regainable.status == FAIL  # a saved uid 0 can be taken back
     unseen = non_root_rule("model", None)
     assert unseen.status == FAIL and "did not serve" in unseen.found
+
+
+def test_a_worker_still_loading_as_root_is_shown_but_has_answered_nothing():
+    workers = answering_processes(
+        [process(1, 0, 0, 0, True), process(7, 1, 1000, 999, None), process(8, 1, 0, 0, True)]
+    )
+    workers[1].loading = True  # never logged ready: modelcrate's workers drop root before they accept
+    rule = non_root_rule("", workers)
+    assert rule.status == PASS
+    assert "pid 8 uids (0, 0, 0, 0) gids (0, 0, 0, 0), still loading: has not accepted" in rule.found
+    assert non_root_check(workers).passed
+    assert non_root_rule("", workers[1:]).status == FAIL and not non_root_check(workers[1:]).passed
 
 
 def test_entry_points_rule_needs_train_only_for_algorithms():

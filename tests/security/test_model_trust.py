@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import joblib
@@ -98,6 +97,7 @@ def test_the_override_serves_a_mismatch_with_a_warning(forest, start_server):
     edit_metadata(forest, framework_version="1.2.0")
     server = start_server(forest, env={ACCEPT_MISMATCH_VARIABLE: "true"}, workers=2)
     assert server.invoke(SAMPLE_ROW).status == 200
+    server.wait_for_ready_workers(2)  # the first worker logs what it found: it may be the second to be ready
     warnings = [line for line in server.log().splitlines() if "serving it anyway" in line]
     assert len(warnings) == 1, server.log()
     assert json.loads(warnings[0])["level"] == "WARNING"
@@ -107,7 +107,7 @@ def test_an_unrecorded_joblib_is_served_with_one_warning_naming_the_risk(forest,
     (forest / "modelcrate.json").unlink()  # a user's bare model
     server = start_server(forest, workers=2)
     assert server.invoke(SAMPLE_ROW).status == 200
-    time.sleep(0.5)  # both workers are ready once /ping answers; give the log a moment
+    server.wait_for_ready_workers(2)
     warnings = [json.loads(line) for line in server.log().splitlines() if PICKLE_RISK in line]
     assert len(warnings) == 1, server.log()
     assert warnings[0]["level"] == "WARNING" and "runs any code it holds" in warnings[0]["message"]

@@ -10,7 +10,6 @@ import os
 import pwd
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ def ids(status: dict[str, str], name: str) -> set[int]:
     return {int(value) for value in status[name].split()}
 
 
-def wait_for_ready_workers(server, count: int) -> None:
-    """/ping answers once one worker is ready; the others may still be loading, as root."""
-    deadline = time.monotonic() + 60
-    while server.log().count('"message": "worker ready"') < count:
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.05)
-
-
 def expected_serving_uid() -> int:
     """The image's `model` user when this machine has one, else nobody (the documented rule)."""
     try:
@@ -72,7 +63,7 @@ def expected_serving_uid() -> int:
 def test_workers_load_a_root_only_model_as_root_then_answer_unprivileged(sample_model, tmp_path, start_server):
     model_dir = root_only(shutil.copytree(sample_model("xgboost", "json", "regression"), tmp_path / "model"))
     server = start_server(model_dir, workers=2)
-    wait_for_ready_workers(server, 2)
+    server.wait_for_ready_workers(2)
     assert server.invoke(SAMPLE_ROW).status == 200
     workers = server.worker_pids()
     assert len(workers) == 2

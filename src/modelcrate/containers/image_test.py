@@ -87,6 +87,7 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         holds = None
     if holds is not False:
         found.append({"pid": int(pid), "ppid": int(status["PPid"]), "holds_socket": holds,
+                      "state": status.get("State", "").strip(),
                       "uids": status["Uid"].split(), "gids": status["Gid"].split(),
                       "no_new_privs": status.get("NoNewPrivs", "0").strip() == "1", "command": command.strip()})
 print(json.dumps(found))
@@ -107,15 +108,23 @@ class ServingProcess:
     gids: tuple[int, ...]
     no_new_privs: bool
     command: str
+    state: str = ""
+    loading: bool = False  # a modelcrate worker that never logged ready: it has not accepted a connection
 
     @property
     def root(self) -> bool:
         """Any id 0 is root: a saved uid 0 can be taken back."""
         return 0 in self.uids or 0 in self.gids
 
+    @property
+    def answers_as_root(self) -> bool:
+        return self.root and not self.loading
+
     def describe(self) -> str:
         ids = f"uid {self.uids[1]} gid {self.gids[1]}" if not self.root else f"uids {self.uids} gids {self.gids}"
-        return f"pid {self.pid} {ids}{', no_new_privs' if self.no_new_privs else ''} ({self.command[:60]})"
+        state = f" ({self.state})" if self.state else ""
+        loading = f", still loading{state}: has not accepted a connection" if self.loading else ""
+        return f"pid {self.pid} {ids}{', no_new_privs' if self.no_new_privs else ''}{loading} ({self.command[:60]})"
 
 
 def answering_processes(processes: list[dict]) -> list[ServingProcess]:
@@ -133,6 +142,7 @@ def answering_processes(processes: list[dict]) -> list[ServingProcess]:
             tuple(map(int, p["gids"])),
             p["no_new_privs"],
             p["command"],
+            p.get("state", ""),
         )
         for p in candidates
         if p["pid"] not in parents
@@ -158,20 +168,26 @@ def ready_workers(container: str) -> set[int]:
 def serving_processes(container: str, port: int, settle_s: float = WORKERS_SETTLE_S) -> list[ServingProcess]:
     """The processes answering on ``port``. A worker still loading (as root, before it drops) holds the socket
     too: the listing is read again until no process is root but one whose ids are final (it logged that it is
-    ready), for up to ``settle_s``; then the last one stands."""
+    ready), for up to ``settle_s``; then the last one stands. In it, a modelcrate worker that has still not
+    logged ready is marked loading: it drops root before it accepts a connection, so it has answered nothing."""
     deadline = time.monotonic() + settle_s
     while True:
         output = docker("exec", container, "python", "-c", _LISTENERS, str(port), timeout=60)
         processes = answering_processes(json.loads(output.strip().splitlines()[-1]))
         root = {p.pid for p in processes if p.root}
-        final = not root or root <= ready_workers(container)  # the log is read only when it decides
-        if (processes and final) or time.monotonic() > deadline:
+        ready = ready_workers(container) if root else set()  # the log is read only when it decides
+        if processes and root <= ready:
+            return processes
+        if time.monotonic() > deadline:
+            if ready:  # modelcrate's runtime: its workers log when they are ready
+                for process in processes:
+                    process.loading = process.root and process.pid not in ready
             return processes
         time.sleep(0.5)
 
 
 def non_root_check(processes: list[ServingProcess]) -> Check:
-    passed = bool(processes) and not any(p.root for p in processes)
+    passed = any(not p.loading for p in processes) and not any(p.answers_as_root for p in processes)
     shown = "; ".join(p.describe() for p in processes) or "no process listens on the port"
     return Check(ANSWERS_AS_NON_ROOT, passed, shown)
 

@@ -373,7 +373,7 @@ def non_root_rule(user: str, answering: list[ServingProcess] | None) -> RuleResu
         "drop to an unprivileged user (setgroups, setgid, setuid, no_new_privs) in each process before it "
         "accepts connections, as modelcrate's serve does; or set USER to an unprivileged user"
     )
-    if not answering:
+    if not answering or all(p.loading for p in answering):
         found = f"{shown_user}; not checked: the image did not serve, so no process answering requests was seen"
         return RuleResult("non-root", title, FAIL, found, fix, {"user": user})
     evidence = {
@@ -389,7 +389,7 @@ def non_root_rule(user: str, answering: list[ServingProcess] | None) -> RuleResu
             for p in answering
         ],
     }
-    rooted = [p for p in answering if p.root]
+    rooted = [p for p in answering if p.answers_as_root]
     if rooted:
         found = "requests are answered as root: " + "; ".join(p.describe() for p in rooted)
         return RuleResult("non-root", title, FAIL, found, fix, evidence)
