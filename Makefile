@@ -22,9 +22,13 @@ venv: $(STAMP)
 demo: $(STAMP)  ## train a sample model, serve it, send CSV/JSON/JSON Lines, stop it
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Test files run side by side on this many processes (pytest-xdist), each file whole on one of them: its module
+# fixtures (built images, servers) are made once. TEST_PROCESSES=0 runs everything in this process.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP)  ## lint, then the whole test suite
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_PROCESSES) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import os
 import signal
@@ -120,16 +121,21 @@ def wait_healthy(server: Server, deadline_s: float = 120.0) -> None:
 
 @pytest.fixture(scope="session")
 def sample_model(tmp_path_factory):
-    """``sample_model(framework, format, task)`` -> model directory, trained once per session."""
-    root = tmp_path_factory.mktemp("samples")
-    made: dict[tuple, Path] = {}
+    """``sample_model(framework, format, task)`` -> model directory, trained once per session: under
+    pytest-xdist, once for all its processes (their base directories share a parent made for this run)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "samples"
+    root.mkdir(exist_ok=True)
 
     def make(framework: str, model_format: str, task: str = "regression") -> Path:
-        key = (framework, model_format, task)
-        if key not in made:
-            made[key] = root / "-".join(key)
-            create_sample_model(framework, model_format, task, made[key])
-        return made[key]
+        model_dir = root / "-".join((framework, model_format, task))
+        with (root / f"{model_dir.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be training this very model
+            if not model_dir.exists():
+                training = root / f".{model_dir.name}.{os.getpid()}"
+                create_sample_model(framework, model_format, task, training)
+                training.rename(model_dir)  # whole or absent: a process stopped mid-training leaves no half model
+        return model_dir
 
     return make
 
