@@ -10,6 +10,9 @@ SPEC holds {"jobs": [...]}, each one of
       SDK, which then asks the container's /execution-parameters;
   {"kind": "fit", "image", "channels", "output", "hyperparameters", "rows"}: Estimator(instance_type="local").fit,
       then the estimator's own deploy and a CSV predict of ROWS.
+Every deploy and transform passes wait=False: local mode returns from creating an endpoint once its container
+answers /ping, and from creating a transform job once the job is done (raising what failed it); waiting would
+only sleep (30 s per endpoint, 5 s per job, the SDK's polls) and then read local mode's in-process record.
 RESULT gets {"jobs": [one result per job, with "error" (a traceback) if it raised], "refused": [...]}: every
 network address outside loopback the SDK tried to reach, refused before it was reached (see audit).
 """
@@ -69,7 +72,7 @@ def deploy(job: dict, session) -> dict:
         image_uri=job["image"], model_data=job["model_data"], role=ROLE, sagemaker_session=session,
         predictor_cls=Predictor,
     )  # fmt: skip
-    predictor = model.deploy(initial_instance_count=1, instance_type="local")
+    predictor = model.deploy(initial_instance_count=1, instance_type="local", wait=False)
     try:
         return {
             "csv": predictions(predictor, job["rows"], CSVSerializer(), CSVDeserializer()),
@@ -91,7 +94,9 @@ def transform(job: dict, session) -> dict:
     )  # fmt: skip
     try:
         # Local mode runs the job within transform(); its logs would be read from CloudWatch.
-        transformer.transform(data=f"file://{job['input']}", content_type="text/csv", split_type="Line", logs=False)
+        transformer.transform(
+            data=f"file://{job['input']}", content_type="text/csv", split_type="Line", logs=False, wait=False
+        )
         described = session.sagemaker_client.describe_transform_job(transformer.latest_transform_job.name)
         return {"batch_strategy": described["BatchStrategy"]}
     except Exception:
@@ -115,7 +120,7 @@ def fit(job: dict, session) -> dict:
         output_path=f"file://{job['output']}", hyperparameters=job["hyperparameters"],
     )  # fmt: skip
     estimator.fit({name: f"file://{path}" for name, path in job["channels"].items()})
-    predictor = estimator.deploy(initial_instance_count=1, instance_type="local", predictor_cls=Predictor)
+    predictor = estimator.deploy(initial_instance_count=1, instance_type="local", predictor_cls=Predictor, wait=False)
     try:
         return {
             "model_data": estimator.model_data,

@@ -47,8 +47,13 @@ DRIVER = Path(__file__).with_name("driver.py")
 # A whole driver run: container starts (the SDK polls /ping every 5 s, for at most 120 s each) and jobs.
 DRIVER_TIMEOUT = 900
 STRATEGIES = ["SingleRecord", "MultiRecord", None]
-# Each strategy assembled as the SDK assembles by default (None), then SingleRecord with Line.
-TRANSFORMS = [*((strategy, None) for strategy in STRATEGIES), ("SingleRecord", "Line")]
+# The (strategy, assemble_with) transforms per framework. Strategy and assembly are the serving runtime's, the same
+# in every image, so their matrix runs on sklearn's alone: each strategy assembled as the SDK assembles by default
+# (None), then SingleRecord with Line. XGBoost's image has to answer the SDK too: MultiRecord, the SDK's usual one.
+TRANSFORMS = {
+    "sklearn": [*((strategy, None) for strategy in STRATEGIES), ("SingleRecord", "Line")],
+    "xgboost": [("MultiRecord", None)],
+}
 TASK = "classification"
 HYPERPARAMETERS = {"num_round": 30, "max_depth": 4, "eta": 0.2, "subsample": 0.8, "seed": 11}
 # The frameworks, each with the model format its sample model is saved in; XGBoost's image also trains.
@@ -171,7 +176,7 @@ def csv_rows(rows: list[list[float]]) -> str:
 
 @pytest.fixture(scope="module", params=sorted(IMAGES))
 def served(request, images, sdk_python, tmp_path_factory) -> dict:
-    """One SDK run against the framework's image: deploy + predict, then a transform per strategy."""
+    """One SDK run against the framework's image: deploy + predict, then its TRANSFORMS."""
     framework = request.param
     root = tmp_path_factory.mktemp(f"sdk-{framework}")
     model_dir = root / "model-source"
@@ -185,12 +190,17 @@ def served(request, images, sdk_python, tmp_path_factory) -> dict:
         (root / "input" / name).write_text(text)
     common = {"image": images[framework], "model_data": f"file://{root / 'model' / 'model.tar.gz'}"}
     jobs = [{"kind": "deploy", **common, "rows": features[:25]}]
-    for strategy, assemble in TRANSFORMS:
+    for strategy, assemble in TRANSFORMS[framework]:
         output = str(root / f"out-{strategy}-{assemble}")
         jobs.append({**common, "kind": "transform", "input": str(root / "input"), "output": output,
                      "strategy": strategy, "assemble_with": assemble})  # fmt: skip
     outcome = run_sdk(sdk_python, root / "sdk", jobs)
-    return {"root": root, "model_dir": model_dir, "files": files, "outcome": outcome}
+    return {"framework": framework, "root": root, "model_dir": model_dir, "files": files, "outcome": outcome}
+
+
+def transform_index(served: dict, strategy: str | None, assemble: str | None) -> int:
+    """The index in SERVED's outcome of its transform with STRATEGY and ASSEMBLE (the deploy is job 0)."""
+    return 1 + TRANSFORMS[served["framework"]].index((strategy, assemble))
 
 
 def test_deployed_model_answers_csv_and_json_as_in_process(served):
@@ -204,20 +214,26 @@ def test_deployed_model_answers_csv_and_json_as_in_process(served):
     assert len(result["csv"]["answer"]) == 25
 
 
-@pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
-def test_batch_transform_writes_one_line_per_record(served, strategy):
+def test_batch_transform_writes_one_line_per_record(served):
     """Our CSV answers end every record, the last one too, with a newline, as AWS's own containers do in batch
-    mode; the SDK assembles them as they come (assemble_with=None, its default): one line per record."""
-    result = job_result(served["outcome"], 1 + TRANSFORMS.index((strategy, None)))
-    assert result["batch_strategy"] == strategy
-    out = served["root"] / f"out-{strategy}-None"
-    assert sorted(p.name for p in out.iterdir()) == ["a.csv.out", "b.csv.out"]
-    for name, text in served["files"].items():
-        expected = in_process(served["model_dir"], text, "text/csv")
-        assert (out / f"{name}.out").read_bytes() == expected
-        assert len(expected.splitlines()) == len(text.splitlines())
+    mode; the SDK assembles them as they come (assemble_with=None, its default): one line per record. Checked for
+    each strategy the framework's transforms name (a loop, not a parameter: pytest would order a parameter
+    shared with `served` so that one framework's SDK run is made twice)."""
+    framework = served["framework"]
+    strategies = [strategy for strategy, assemble in TRANSFORMS[framework] if strategy and assemble is None]
+    assert strategies, f"no transform with a strategy and assemble_with=None for {framework}"
+    for strategy in strategies:
+        result = job_result(served["outcome"], transform_index(served, strategy, None))
+        assert result["batch_strategy"] == strategy
+        out = served["root"] / f"out-{strategy}-None"
+        assert sorted(p.name for p in out.iterdir()) == ["a.csv.out", "b.csv.out"]
+        for name, text in served["files"].items():
+            expected = in_process(served["model_dir"], text, "text/csv")
+            assert (out / f"{name}.out").read_bytes() == expected, (strategy, name)
+            assert len(expected.splitlines()) == len(text.splitlines())
 
 
+@pytest.mark.parametrize("served", ["sklearn"], indirect=True)
 def test_with_no_strategy_the_sdk_asks_the_container_and_refuses_the_documented_spelling(served):
     """With no strategy given the SDK reads /execution-parameters. We answer BatchStrategy as SageMaker's developer
     guide documents it for the service (MULTI_RECORD, spec section 6); local mode knows only the API spelling
@@ -225,17 +241,18 @@ def test_with_no_strategy_the_sdk_asks_the_container_and_refuses_the_documented_
     SDK's local mode, so the README tells local-mode users to pass strategy=; this pins both halves."""
     outcome = served["outcome"]
     assert outcome["refused"] == [], outcome["refused"]
-    job = outcome["jobs"][1 + TRANSFORMS.index((None, None))]
+    job = outcome["jobs"][transform_index(served, None, None)]
     assert "Invalid Batch Strategy" in job.get("error", ""), job
     answer = in_process_execution_parameters(served["model_dir"])
     assert answer["BatchStrategy"] == "MULTI_RECORD"
 
 
+@pytest.mark.parametrize("served", ["sklearn"], indirect=True)
 def test_assemble_with_line_adds_a_newline_after_each_answer_in_local_mode(served):
     """Local mode writes a newline after every response whatever it ends with (`modelcrate transform` adds one
     only where it is missing): with SingleRecord each record's line is then followed by an empty one. The
     README says so; assemble_with=None gives one line per record."""
-    job_result(served["outcome"], 1 + TRANSFORMS.index(("SingleRecord", "Line")))
+    job_result(served["outcome"], transform_index(served, "SingleRecord", "Line"))
     out = served["root"] / "out-SingleRecord-Line"
     for name, text in served["files"].items():
         lines = in_process(served["model_dir"], text, "text/csv").splitlines(keepends=True)
