@@ -1,9 +1,11 @@
-"""Shared fixtures: Abalone sample models (trained once per session) and real server processes."""
+"""Shared fixtures: Abalone sample models (trained once per session), real server processes, and the modelcrate
+command line run in this process."""
 
 from __future__ import annotations
 
 import fcntl
 import http.client
+import io
 import os
 import signal
 import socket
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from modelcrate import cli
+from modelcrate.cli.entry import main as modelcrate_main
 from modelcrate.predictors import FORMATS_OF_FRAMEWORK
 from modelcrate.scaffold.sample_models import create_sample_model
 
@@ -22,6 +26,7 @@ SERVE = str(Path(sys.executable).with_name("serve"))
 if "modelcrate.serving" not in Path(SERVE).read_text(errors="replace"):
     # Ray also installs a `serve` command; whichever package was installed last owns it.
     pytest.exit(f"{SERVE} is not modelcrate's serve; run: pip install --no-deps --force-reinstall -e .", returncode=3)
+MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 PAIRS = [(framework, fmt) for framework, formats in FORMATS_OF_FRAMEWORK.items() for fmt in formats]
 
 
@@ -255,3 +260,48 @@ def aws_environment(moto_env):
         for name, value in moto_env.items():
             environment.setenv(name, value)
         yield moto_env
+
+
+@pytest.fixture
+def run_modelcrate(capsys):
+    """``run_modelcrate(*args, env={NAME: value, or None to unset}, input=None, separate_process=False)`` -> a
+    CompletedProcess of ``modelcrate ARGS``. By default the console script's entry point runs in this process (no
+    interpreter start, no imports per call), its exit code, stdout and stderr as a fresh process would give them;
+    ``separate_process`` runs the installed script, for what only a real process shows (a crash's traceback,
+    anything printed at exit)."""
+
+    def run(
+        *args, env: dict[str, str | None] | None = None, input: str | None = None, separate_process: bool = False
+    ) -> subprocess.CompletedProcess:
+        argv = [MODELCRATE, *map(str, args)]
+        if separate_process:
+            environment = {**os.environ, **(env or {})}
+            environment = {name: value for name, value in environment.items() if value is not None}
+            return subprocess.run(argv, capture_output=True, text=True, input=input, env=environment, timeout=300)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in (env or {}).items():
+                if value is None:
+                    patch.delenv(name, raising=False)
+                else:
+                    patch.setenv(name, value)
+            patch.setattr(sys, "argv", argv)
+            patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((input or "").encode())))
+            # click names the program `python -m pytest...` when __main__ is a package's; the script's is not.
+            patch.setattr(sys.modules["__main__"], "__package__", None)
+            patch.setattr(sys, "excepthook", sys.excepthook)  # typer installs its own on every call
+            # Rich chose the stderr console's colours at import (a terminal's under pytest -s): choose them again
+            # as a fresh process would, now that stderr is captured and the environment set.
+            patch.setattr(cli.err, "_color_system", cli.err._detect_color_system())
+            capsys.readouterr()
+            try:
+                modelcrate_main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code
+            if code is not None and not isinstance(code, int):  # as the interpreter: the message, exit 1
+                print(code, file=sys.stderr)
+                code = 1
+            captured = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code or 0, captured.out, captured.err)
+
+    return run

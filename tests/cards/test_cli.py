@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,6 @@ from modelcrate.registry.service import Registry
 from tests.cards.conftest import TRAINING_METRICS, card_content
 from tests.registry.conftest import package_request
 
-MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
-
 
 @pytest.fixture
 def home(tmp_path) -> Path:
@@ -27,15 +23,17 @@ def home(tmp_path) -> Path:
 
 
 @pytest.fixture
-def card_cli(home):
-    env = {**os.environ, "MODELCRATE_HOME": str(home), "MODELCRATE_USER": "carol", "COLUMNS": "200"}
-    env.pop("MODELCRATE_DATABASE_URL", None)
-    env.pop("MODELCRATE_ARTIFACT_STORE", None)
+def card_cli(run_modelcrate, home):
+    env = {
+        "MODELCRATE_HOME": str(home),
+        "MODELCRATE_USER": "carol",
+        "COLUMNS": "200",
+        "MODELCRATE_DATABASE_URL": None,
+        "MODELCRATE_ARTIFACT_STORE": None,
+    }
 
     def run(*args) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MODELCRATE, "card", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
-        )
+        return run_modelcrate("card", *args, env=env)
 
     return run
 

@@ -1,34 +1,27 @@
-"""The modelcrate command line, run as a user runs it."""
+"""The modelcrate command line, run as a user runs it (its entry point in this process: see run_modelcrate)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from importlib.metadata import metadata
-from pathlib import Path
 
 from modelcrate.cli.entry import EXTRA_OF_MODULE
-
-MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
-
-
-def run(*args, input_=None):
-    return subprocess.run([MODELCRATE, *args], capture_output=True, text=True, input=input_, timeout=300)
+from tests.conftest import MODELCRATE
 
 
-def test_help_teaches_each_command():
-    result = run("--help")
+def test_help_teaches_each_command(run_modelcrate):
+    result = run_modelcrate("--help")
     assert result.returncode == 0
     for command in ("sample-model", "serve", "invoke"):
         assert command in result.stdout
-    serve_help = run("serve", "--help").stdout
+    serve_help = run_modelcrate("serve", "--help").stdout
     assert "inference_output=predicted_label,probabilities" in serve_help
 
 
-def test_sample_model_then_invoke(tmp_path, start_server):
+def test_sample_model_then_invoke(run_modelcrate, tmp_path, start_server):
     out = tmp_path / "model"
-    made = run(
+    made = run_modelcrate(
         "sample-model",
         "--framework",
         "sklearn",
@@ -44,7 +37,7 @@ def test_sample_model_then_invoke(tmp_path, start_server):
     server = start_server(out)
     sample = json.loads((out / "modelcrate.json").read_text())["samples"][0]
     body = ",".join(map(str, sample["input"]))
-    result = run(
+    result = run_modelcrate(
         "invoke",
         "--url",
         server.url,
@@ -55,23 +48,26 @@ def test_sample_model_then_invoke(tmp_path, start_server):
         "--custom-attributes",
         "inference_output=predicted_label",
         "-",
-        input_=body,
+        input=body,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == sample["expected"]["predicted_label"] + "\n"
     (tmp_path / "bad.csv").write_text("x,y\n")
-    refused = run("invoke", "--url", server.url, "--content-type", "text/csv", str(tmp_path / "bad.csv"))
+    refused = run_modelcrate("invoke", "--url", server.url, "--content-type", "text/csv", str(tmp_path / "bad.csv"))
     assert refused.returncode == 1
     assert "HTTP 400" in refused.stderr and "line 1, column 1" in refused.stderr
 
 
-def test_errors_are_short_and_clear(tmp_path):
-    refused = run("sample-model", "--framework", "xgboost", "--format", "keras", "--output", str(tmp_path / "m"))
+def test_errors_are_short_and_clear(run_modelcrate, tmp_path):
+    refused = run_modelcrate(
+        "sample-model", "--framework", "xgboost", "--format", "keras", "--output", str(tmp_path / "m")
+    )
     assert refused.returncode == 2 and "xgboost models come as json, ubj, model" in refused.stderr
-    unreachable = run("invoke", "--url", "http://127.0.0.1:9", "--content-type", "text/csv", "-", input_="1")
+    unreachable = run_modelcrate("invoke", "--url", "http://127.0.0.1:9", "--content-type", "text/csv", "-", input="1")
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
-    missing = run("invoke", "--content-type", "text/csv", str(tmp_path / "nope.csv"))
+    missing = run_modelcrate("invoke", "--content-type", "text/csv", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+    # In its own process with a clean environment: serve takes over the process it runs in.
     bad_env = subprocess.run(
         [MODELCRATE, "serve"],
         capture_output=True,
@@ -87,13 +83,13 @@ def test_a_missing_module_is_named_with_an_extra_the_package_declares():
     assert set(EXTRA_OF_MODULE.values()) <= set(metadata("modelcrate").get_all("Provides-Extra"))
 
 
-def test_a_model_server_that_cannot_start_fails_the_transform_in_one_line(tmp_path):
+def test_a_model_server_that_cannot_start_fails_the_transform_in_one_line(run_modelcrate, tmp_path):
     model = tmp_path / "model"
     (model / "code").mkdir(parents=True)
     (model / "code" / "inference.py").write_text("import modelcrate_absent_framework\n")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("1,2\n")
-    failed = run("transform", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    failed = run_modelcrate("transform", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
     assert failed.returncode == 2
     (line,) = [line for line in failed.stderr.splitlines() if line.strip()]  # the progress bar leaves a blank one
     assert line.startswith(f"error: the model server for {model} stopped before it was healthy: cannot start: ")

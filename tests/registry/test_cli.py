@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,18 +13,18 @@ import yaml
 
 from modelcrate.predictors.trust import file_sha256
 
-MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
-
 
 @pytest.fixture
-def registry_cli(tmp_path):
-    env = {**os.environ, "MODELCRATE_HOME": str(tmp_path / "home"), "MODELCRATE_USER": "carol", "COLUMNS": "400"}
-    env.pop("MODELCRATE_DATABASE_URL", None)
+def registry_cli(run_modelcrate, tmp_path):
+    env = {
+        "MODELCRATE_HOME": str(tmp_path / "home"),
+        "MODELCRATE_USER": "carol",
+        "COLUMNS": "400",
+        "MODELCRATE_DATABASE_URL": None,
+    }
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MODELCRATE, "registry", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
-        )
+    def run(*args, **options) -> subprocess.CompletedProcess:
+        return run_modelcrate("registry", *args, env=env, **options)
 
     return run
 
@@ -122,33 +120,34 @@ def test_a_registered_regressor_publishes_the_one_key_it_emits(registry_cli, sam
     assert container["Environment"] == {"SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label"}
 
 
-def test_a_transform_job_runs_against_a_registry_package(registry_cli, model_dir, tmp_path):
+def test_the_installed_script_registers_then_transforms_with_the_package(
+    registry_cli, run_modelcrate, model_dir, tmp_path
+):
+    """Real processes of the console script, end to end: the other tests run its entry point in-process."""
     from modelcrate.scaffold.sample_models import read_abalone
 
-    assert registry_cli("register", model_dir, "--group", "abalone", "--approval-status", "Approved").returncode == 0
+    registered = registry_cli(
+        "register", model_dir, "--group", "abalone", "--approval-status", "Approved", separate_process=True
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["ModelPackageArn"].endswith(":model-package/abalone/1")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "rows.csv").write_text("".join(",".join(r[1:]) + "\n" for r in read_abalone()[:30]))
-    env = {**os.environ, "MODELCRATE_HOME": str(tmp_path / "home")}
-    run = subprocess.run(
-        [
-            MODELCRATE,
-            "transform",
-            "registry:abalone",
-            "--input",
-            tmp_path / "in",
-            "--output",
-            tmp_path / "out",
-            "--content-type",
-            "text/csv",
-            "--split-type",
-            "Line",
-            "--accept",
-            "text/csv",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    run = run_modelcrate(
+        "transform",
+        "registry:abalone",
+        "--input",
+        tmp_path / "in",
+        "--output",
+        tmp_path / "out",
+        "--content-type",
+        "text/csv",
+        "--split-type",
+        "Line",
+        "--accept",
+        "text/csv",
+        env={"MODELCRATE_HOME": str(tmp_path / "home"), "MODELCRATE_DATABASE_URL": None},
+        separate_process=True,
     )
     assert run.returncode == 0, run.stderr
     assert "model-package/abalone/1: the local runtime" in run.stderr

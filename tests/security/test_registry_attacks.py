@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -25,9 +24,9 @@ from modelcrate.registry.artifacts import ArtifactStore
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.models import ArtifactClaim
 from modelcrate.registry.service import Registry, RegistryError, group_arn, now
+from tests.conftest import MODELCRATE
 from tests.registry.conftest import backend, database, model_dir, model_tar, package_request, registry  # noqa: F401
 
-MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 THREADS = 8
 NEW_GROUPS = 5
 
@@ -183,19 +182,16 @@ def test_an_archive_that_is_not_a_safe_gzip_tar_is_refused_at_registration(regis
 
 
 @pytest.fixture
-def cli(tmp_path):
-    env = {**os.environ, "MODELCRATE_HOME": str(tmp_path / "home"), "COLUMNS": "80"}
-    env.pop("MODELCRATE_DATABASE_URL", None)
-    env.pop("MODELCRATE_ARTIFACT_STORE", None)
+def cli(run_modelcrate, tmp_path):
+    env = {
+        "MODELCRATE_HOME": str(tmp_path / "home"),
+        "COLUMNS": "80",
+        "MODELCRATE_DATABASE_URL": None,
+        "MODELCRATE_ARTIFACT_STORE": None,
+    }
 
-    def run(*args, **extra_env) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MODELCRATE, "registry", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env={**env, **extra_env},
-            timeout=300,
-        )
+    def run(*args, separate_process: bool = False, **extra_env) -> subprocess.CompletedProcess:
+        return run_modelcrate("registry", *args, env={**env, **extra_env}, separate_process=separate_process)
 
     return run
 
@@ -207,20 +203,54 @@ def _one_line(run: subprocess.CompletedProcess, code: int) -> str:
     return run.stderr
 
 
+def registry_cli_failures(where: Path) -> dict[str, tuple[list, dict[str, str], int, str]]:
+    """Failures of ``modelcrate registry``, each as (arguments, environment, exit code, what its one line says)."""
+    failures = {}
+    for case, (archive, problem) in not_model_archives(where).items():
+        request = where / f"{case.replace(' ', '-')}.json"
+        request.write_text(json_request(archive))
+        failures[case] = (["create-model-package", "--cli-input-json", f"file://{request}"], {}, 2, problem)
+    request = where / "missing-archive.json"
+    request.write_text(json_request(where / "missing.tar.gz"))
+    failures["missing archive"] = (
+        ["create-model-package", "--cli-input-json", f"file://{request}"],
+        {},
+        2,
+        f"ModelDataUrl {where / 'missing.tar.gz'}: no such file",
+    )
+    failures["no model"] = (
+        ["register", where / "no-model-here", "--group", "abalone"],
+        {},
+        2,
+        "no-model-here is neither a model directory nor a project",
+    )
+    unreachable = "postgresql+psycopg://nobody:nothing@127.0.0.1:1/nowhere"
+    failures["database down"] = (
+        ["list-model-package-groups"],
+        {"MODELCRATE_DATABASE_URL": unreachable},
+        1,
+        "the registry database cannot be used",
+    )
+    return failures
+
+
 def test_every_registry_cli_failure_is_one_line_without_a_traceback(cli, tmp_path):
     assert cli("create-model-package-group", "--model-package-group-name", "abalone").returncode == 0
-    request = tmp_path / "request.json"
-    for case, (archive, problem) in not_model_archives(tmp_path).items():
-        request.write_text(json_request(archive))
-        assert problem in _one_line(cli("create-model-package", "--cli-input-json", f"file://{request}"), 2), case
-    request.write_text(json_request(tmp_path / "missing.tar.gz"))
-    missing = _one_line(cli("create-model-package", "--cli-input-json", f"file://{request}"), 2)
-    assert f"ModelDataUrl {tmp_path / 'missing.tar.gz'}: no such file" in missing
-    nothing = _one_line(cli("register", tmp_path / "no-model-here", "--group", "abalone"), 2)
-    assert "no-model-here is neither a model directory nor a project" in nothing
-    unreachable = "postgresql+psycopg://nobody:nothing@127.0.0.1:1/nowhere"
-    down = _one_line(cli("list-model-package-groups", MODELCRATE_DATABASE_URL=unreachable), 1)
-    assert "the registry database cannot be used" in down and "nothing@" not in down  # never the password
+    for case, (args, env, code, says) in registry_cli_failures(tmp_path).items():
+        line = _one_line(cli(*args, **env), code)
+        assert says in line, case
+        assert "nothing@" not in line, case  # never the database's password
+
+
+@pytest.mark.parametrize("case", ["link out", "no model", "database down"])
+def test_a_registry_cli_failure_is_one_line_in_a_real_process_too(cli, tmp_path, case):
+    """One failure of each kind (a refused request, a refused model source, an unusable database) in the installed
+    script's own process: a traceback the interpreter prints, or anything printed at exit, shows only there."""
+    assert cli("create-model-package-group", "--model-package-group-name", "abalone").returncode == 0
+    args, env, code, says = registry_cli_failures(tmp_path)[case]
+    line = _one_line(cli(*args, separate_process=True, **env), code)
+    assert says in line
+    assert "nothing@" not in line
 
 
 def json_request(archive: Path) -> str:
