@@ -532,8 +532,8 @@ class Registry:
                 shown = f"{package.name}/{package.version}" if package.version is not None else package.name
                 raise Conflict(
                     f"model package {shown} is documented by model card {', '.join(cards)}: delete the card first "
-                    f"(modelcrate card delete {cards[0]}) or link it to another version (modelcrate card update "
-                    f"{cards[0]} --content ...), then delete the package"
+                    f"(modelcrate card delete {cards[0]}), or link it to another version (card update --content; "
+                    "only a card whose model_overview.model_id names its model can move), then delete the package"
                 )
             shas = set(session.scalars(select(PackageArtifact.sha256).where(PackageArtifact.package_id == package.id)))
             session.execute(delete(HistoryEntry).where(HistoryEntry.package_id == package.id))
