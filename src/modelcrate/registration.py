@@ -1,22 +1,27 @@
-"""``registry register``: a model directory or a generated project as a CreateModelPackage request.
+"""``registry register``: a model directory or a generated project as a CreateModelPackage request, registered
+(and validated) as the group's next version, with a card carried over from the version before it.
 
-An application step over the registry: it reads projects (scaffold, containers), which the registry never does.
+An application step over the registry: it reads projects (scaffold, containers) and drafts cards, which the
+registry never does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import modelcrate
 from modelcrate.archives import pack_directory
+from modelcrate.cards.service import Cards
 from modelcrate.containers.docker import Project
 from modelcrate.predictors import METADATA_FILE, ModelLoadError, ModelMetadata, find_model_file
 from modelcrate.predictors.trust import record_model_files, recorded_file_problems
 from modelcrate.registry.db import registry_home
-from modelcrate.registry.service import RegistryError
+from modelcrate.registry.service import Registry, RegistryError
 from modelcrate.scaffold.generate import PROJECT_FILE
 from modelcrate.scaffold.options import INSTANCE_PRESETS, SAGEMAKER_FRAMEWORKS
 from modelcrate.serving.hints import INFERENCE_SUPPORTED, hint_of_model
+from modelcrate.validation import create_validated_package
 
 CONTENT_TYPES = ["text/csv", "application/json", "application/jsonlines", "application/x-npy"]
 RESPONSE_TYPES = ["application/json", "text/csv", "application/jsonlines"]
@@ -121,3 +126,25 @@ def registration_request(
             ],
         }
     return request
+
+
+@dataclass(frozen=True)
+class Registered:
+    package: dict  # DescribeModelPackage of the new version
+    card: dict | None  # DescribeModelCard of the card carried over to it, if one was
+
+
+def register(registry: Registry, request: dict, *, carry_card: bool = True) -> Registered:
+    """Register a versioned CreateModelPackage request as its group's next version (the group is created when
+    missing) and run its validation; then, unless ``carry_card`` is False, draft the new version's card from the
+    card of the version before it (Cards.carry_forward)."""
+    registry.ensure_model_package_group(request["ModelPackageGroupName"])
+    arn = create_validated_package(registry, request)["ModelPackageArn"]
+    try:
+        card = Cards(registry).carry_forward(arn) if carry_card else None
+    except RegistryError as exc:
+        # The package stays registered: say so, and how to make its card by hand.
+        raise type(exc)(
+            f"{arn} is registered, but no card was carried over to it: {exc} (modelcrate card clone makes one)"
+        ) from None
+    return Registered(registry.describe_model_package(arn), card)

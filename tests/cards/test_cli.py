@@ -180,3 +180,67 @@ def test_the_aws_card_commands_and_flags(card_cli, tmp_path):
     assert missing.returncode == 2
     assert "the following arguments are required: --model-card-status" in missing.stderr
     assert json.loads(card_cli("delete-model-card", "--model-card-name", "abalone-card").stdout) == {}
+
+
+@pytest.fixture
+def modelcrate_on(database, tmp_path):
+    """``modelcrate`` against the test's database (SQLite or PostgreSQL)."""
+    env = {
+        **os.environ,
+        "MODELCRATE_DATABASE_URL": database,
+        "MODELCRATE_ARTIFACT_STORE": str(tmp_path / "artifacts"),
+        "MODELCRATE_HOME": str(tmp_path / "home"),
+        "MODELCRATE_USER": "carol",
+        "COLUMNS": "200",
+    }
+
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([MODELCRATE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+    return run
+
+
+def test_registering_version_n_plus_1_yields_a_draft_card_linked_to_it(modelcrate_on, model_dir):
+    assert modelcrate_on("registry", "register", model_dir, "--group", "abalone").returncode == 0
+    assert modelcrate_on("card", "create", "abalone-card", "--from-package", "abalone/1").returncode == 0
+    content = json.loads(modelcrate_on("card", "describe", "abalone-card").stdout)["Content"]
+    content["business_details"] = card_content()["business_details"]
+    assert modelcrate_on("card", "update", "abalone-card", "--content", json.dumps(content)).returncode == 0
+
+    registered = modelcrate_on("registry", "register", model_dir, "--group", "abalone")
+    assert registered.returncode == 0, registered.stderr
+    assert "abalone-v2 (Draft), carried over from abalone-card version 2 (abalone version 1)" in registered.stderr
+    card = json.loads(modelcrate_on("card", "describe", "abalone-v2").stdout)
+    assert card["ModelCardStatus"] == "Draft"
+    assert card["Content"]["model_package_details"]["model_package_arn"].endswith(":model-package/abalone/2")
+    assert card["Content"]["business_details"] == card_content()["business_details"]
+
+    skipped = modelcrate_on("registry", "register", model_dir, "--group", "abalone", "--no-carry-card")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "carried over" not in skipped.stderr
+    assert modelcrate_on("card", "describe", "abalone-v3").returncode == 1
+
+
+def test_cross_group_clone_package_delete_and_unchanged_update_say_so_in_one_line(modelcrate_on, model_dir):
+    for group in ("abalone", "rings"):
+        assert modelcrate_on("registry", "register", model_dir, "--group", group).returncode == 0
+    assert modelcrate_on("card", "create", "abalone-card", "--from-package", "abalone/1").returncode == 0
+
+    refused = modelcrate_on("card", "clone", "abalone-card", "rings-card", "--package", "rings/1")
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "abalone" in refused.stderr and "rings" in refused.stderr and "--allow-other-group" in refused.stderr
+    allowed = modelcrate_on(
+        "card", "clone", "abalone-card", "rings-card", "--package", "rings/1", "--allow-other-group"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+
+    kept = modelcrate_on("registry", "delete-model-package", "--model-package-name", "abalone/1")
+    assert kept.returncode == 1 and len(kept.stderr.strip().splitlines()) == 1
+    assert "abalone-card" in kept.stderr and "delete the card" in kept.stderr
+
+    content = json.loads(modelcrate_on("card", "describe", "abalone-card").stdout)["Content"]
+    same = modelcrate_on("card", "update", "abalone-card", "--content", json.dumps(content))
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == "" and len(same.stderr.strip().splitlines()) == 1
+    assert "no new version" in same.stderr
+    assert json.loads(modelcrate_on("card", "describe", "abalone-card").stdout)["ModelCardVersion"] == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from tests.web.conftest import CARD, PURPOSES, card_with_three_versions
+from tests.web.conftest import CARD, PURPOSES, card_with_three_versions, register
 
 
 def test_card_page_shows_the_content_and_links_to_its_package(console, model_tar):
@@ -65,3 +65,21 @@ def test_exports_download(console, model_tar):
     markdown = client.get(f"/cards/{CARD}/export?version=3&format=md")
     assert markdown.status == 200 and PURPOSES[1] in markdown.text
     assert client.get(f"/cards/{CARD}/export?format=docx").status == 400
+
+
+def test_a_carried_over_card_is_shown_on_its_package_and_says_where_it_came_from(console, model_tar):
+    from modelcrate.cards.service import Cards
+
+    card_with_three_versions(console.registry, model_tar)
+    arn = register(console.registry, model_tar)
+    Cards(console.registry).carry_forward(arn)
+    client = console.client()
+
+    package = client.get("/packages/abalone/2")
+    assert 'href="/cards/abalone-v2"' in package.text
+    assert "carried over from version 1" in package.text
+
+    card = client.get("/cards/abalone-v2")
+    assert card.status == 200
+    assert f'Carried over from <a href="/cards/{CARD}?version=3">{CARD} version 3</a>' in card.text
+    assert 'href="/packages/abalone/1"' in card.text

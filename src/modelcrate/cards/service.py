@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from modelcrate.registry.service import (
     RegistryError,
     as_utc,
     card_arn,
+    documenting_cards,
     now,
     parse_request,
 )
@@ -52,6 +53,13 @@ def _check_name(name, field: str = "ModelCardName") -> str:
             f"{field} {name!r}: 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
         )
     return name
+
+
+def _group_and_version(package_arn: str | None) -> tuple[str, int] | tuple[None, None]:
+    """(GROUP, N) of a versioned package's ARN (model-package/GROUP/N); (None, None) for no ARN or an unversioned
+    one."""
+    group, _, version = (package_arn or "").rsplit(":model-package/", 1)[-1].partition("/")
+    return (group, int(version)) if version.isdigit() else (None, None)
 
 
 def _iso(moment: datetime) -> str:
@@ -80,15 +88,58 @@ class Cards:
         content = parse_content(content_from_package(self.registry.describe_model_package(package)))
         return self._create(card_name, content, "Draft")
 
-    def clone(self, name: str, new_name: str, package: str) -> dict:
+    def clone(self, name: str, new_name: str, package: str, *, allow_other_group: bool = False) -> dict:
         """A card for another package version: the business details, intended uses and additional information
-        of ``name``'s latest version, everything else filled from ``package``."""
+        of ``name``'s latest version, everything else filled from ``package``; the new card records where it was
+        carried over from. ``package`` must be in the group of the version ``name`` documents, unless
+        ``allow_other_group``."""
         _check_name(new_name, "new card name")
-        source = self.describe_model_card(name)["Content"]
-        content = {**content_from_package(self.registry.describe_model_package(package)), **carried_over(source)}
-        return self._create(new_name, parse_content(content), "Draft")
+        source = self.describe_model_card(name)
+        target = self.registry.describe_model_package(package)
+        source_package = source["Content"].get("model_package_details", {}).get("model_package_arn")
+        source_group, source_version = _group_and_version(source_package)
+        target_group = target.get("ModelPackageGroupName")
+        if source_group and source_group != target_group and not allow_other_group:
+            raise Conflict(
+                f"model card {name} documents a version of group {source_group}, {package} is "
+                f"{f'in group {target_group}' if target_group else 'unversioned'}: a card is cloned within its "
+                "group; give --allow-other-group to clone it across groups"
+            )
+        content = {**content_from_package(target), **carried_over(source["Content"])}
+        origin = {
+            "ModelCardName": source["ModelCardName"],
+            "ModelCardVersion": source["ModelCardVersion"],
+            **({"ModelPackageArn": source_package} if source_package else {}),
+            **({"ModelPackageVersion": source_version} if source_version else {}),
+        }
+        return self._create(new_name, parse_content(content), "Draft", carried_over_from=origin)
 
-    def _create(self, name: str, content: dict, status: str, tags: list[dict] = ()) -> dict:
+    def carry_forward(self, package: str) -> dict | None:
+        """After ``package`` (a new version) is registered: a Draft card for it, named GROUP-vN, cloned from the card
+        of the group's version before it (the highest still registered; the first card by name if several document
+        it). Its DescribeModelCard answer; None when that version has no card or there is none."""
+        previous = self.registry.previous_version(package)
+        if previous is None:
+            return None
+        with self.registry.transaction() as session:
+            sources = documenting_cards(session, previous)
+        if not sources:
+            return None
+        new = self.registry.describe_model_package(package)
+        suffix = f"-v{new['ModelPackageVersion']}"
+        name = new["ModelPackageGroupName"][: 63 - len(suffix)] + suffix
+        self.clone(sources[0], name, new["ModelPackageArn"])
+        return self.describe_model_card(name)
+
+    def documenting(self, package: str) -> list[dict]:
+        """The latest version of each card that documents the package version ``package`` (its ARN), by name."""
+        with self.registry.transaction() as session:
+            names = documenting_cards(session, package)
+        return [self.describe_model_card(name) for name in names]
+
+    def _create(
+        self, name: str, content: dict, status: str, tags: list[dict] = (), carried_over_from: dict | None = None
+    ) -> dict:
         model_id = model_id_of(content)
         moment = now()
         try:
@@ -101,6 +152,7 @@ class Cards:
                     status=status,
                     latest_version=1,
                     model_id=model_id,
+                    carried_over_from=carried_over_from,
                     created_at=moment,
                     created_by=self.who,
                     modified_at=moment,
@@ -124,7 +176,8 @@ class Cards:
         package = content.get("model_package_details", {}).get("model_package_arn")
         if package:
             try:
-                self.registry.find_package(session, package)
+                # Held until the card is stored: a deletion of the package waits, then sees the card and refuses.
+                session.refresh(self.registry.find_package(session, package), with_for_update={"read": True})
             except NotFound:
                 raise NotFound(
                     f"$.model_package_details.model_package_arn: model package {package} does not exist; link the "
@@ -148,46 +201,45 @@ class Cards:
                 "UpdateModelCard changes Content or ModelCardStatus, not both at once: make two updates"
             )
         if "Content" in data:
-            self._new_version(name, parse_content(data["Content"]))
-        elif "ModelCardStatus" in data:
-            self._set_status(name, data["ModelCardStatus"])
-        else:
+            version, changed = self._new_version(name, parse_content(data["Content"]))
+            return {"ModelCardArn": card_arn(name), "ModelCardVersion": version, "ContentChanged": changed}
+        if "ModelCardStatus" not in data:
             raise RegistryError("UpdateModelCard needs Content (a new version) or ModelCardStatus")
+        self._set_status(name, data["ModelCardStatus"])
         return {"ModelCardArn": card_arn(name)}
 
-    def _new_version(self, name: str, content: dict) -> None:
+    def _new_version(self, name: str, content: dict) -> tuple[int, bool]:
+        """Store ``content`` as the card's next version, unless it is the latest version's content already.
+        Returns (the card's latest version, whether one was made)."""
         moment = now()
         with self.registry.transaction() as session:
-            # The row lock (taken by this UPDATE) serialises concurrent content updates: each gets the next number.
-            locked = session.execute(
-                update(ModelCard)
-                .where(ModelCard.name == name)
-                .values(latest_version=ModelCard.latest_version + 1, modified_at=moment, modified_by=self.who)
-                .returning(ModelCard.id, ModelCard.latest_version, ModelCard.status, ModelCard.model_id)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
-            if locked is None:
+            # The row lock serialises concurrent content updates: each compares with the version before it and gets
+            # the next number.
+            card = session.scalar(select(ModelCard).where(ModelCard.name == name).with_for_update())
+            if card is None:
                 raise self._missing(name)
-            card_id, version, status, current_model = locked
-            if status == ARCHIVED:
+            if card.status == ARCHIVED:
                 raise Conflict(
                     f"model card {name} is Archived: it accepts no changes (it can still be read and exported)"
                 )
             model_id = model_id_of(content)
-            if current_model is not None and model_id != current_model:
+            if card.model_id is not None and model_id != card.model_id:
                 raise RegistryError(
-                    f"model card {name} documents model {current_model}, set once: the new content names "
+                    f"model card {name} documents model {card.model_id}, set once: the new content names "
                     f"{model_id or 'no model'} ($.model_overview.model_id, else "
                     "$.model_package_details.model_package_arn); create another card for another model"
                 )
-            self._check_link(session, content, model_id, card_id)
-            if current_model is None and model_id is not None:
-                session.execute(update(ModelCard).where(ModelCard.id == card_id).values(model_id=model_id))
-            session.add(
-                ModelCardVersion(
-                    card_id=card_id, version=version, content=content, created_at=moment, created_by=self.who
-                )
+            if not diff_contents(self._version(session, card, None).content, content):
+                return card.latest_version, False
+            self._check_link(session, content, model_id, card.id)
+            card.model_id = model_id
+            card.latest_version += 1
+            card.modified_at, card.modified_by = moment, self.who
+            version = ModelCardVersion(
+                card_id=card.id, version=card.latest_version, content=content, created_at=moment, created_by=self.who
             )
+            session.add(version)
+            return card.latest_version, True
 
     def _set_status(self, name: str, status: str) -> None:
         with self.registry.transaction() as session:
@@ -236,6 +288,7 @@ class Cards:
             "CreatedBy": {"UserProfileName": card.created_by},
             "LastModifiedTime": _iso(card.modified_at),
             "LastModifiedBy": {"UserProfileName": card.modified_by},
+            **({"CarriedOverFrom": card.carried_over_from} if card.carried_over_from else {}),
         }
 
     def list_model_cards(self, request: dict | None = None) -> dict:

@@ -119,6 +119,7 @@ def update(
 ) -> None:
     """Change a card's content (a new, immutable version N+1) or its status (no new version); one at a time.
 
+    Content the same as the latest version's makes no version: one line says so.
     Example: modelcrate card update abalone-card --model-card-status PendingReview
     """
     request: dict = {"ModelCardName": name}
@@ -127,7 +128,11 @@ def update(
     if status is not None:
         request["ModelCardStatus"] = status
     cards = _cards()
-    _print(_call("UpdateModelCard", lambda: cards.update_model_card(request)))
+    answer = _call("UpdateModelCard", lambda: cards.update_model_card(request))
+    if answer.get("ContentChanged") is False:
+        say(f"{name}: the content is that of version {answer['ModelCardVersion']} already; no new version made")
+        return
+    _print(answer)
 
 
 @card_app.command()
@@ -237,12 +242,16 @@ def clone(
     name: Annotated[str, typer.Argument(help="The card to start from.")],
     new_name: Annotated[str, typer.Argument(help="The new card's name.")],
     package: Annotated[str, typer.Option(help="The new package version it documents: GROUP/N or its ARN.")],
+    allow_other_group: Annotated[
+        bool, typer.Option(help="Allow --package to be in another group than the version NAME documents.")
+    ] = False,
 ) -> None:
     """Make a card for a new package version from an existing card.
 
     Business details, intended uses and additional information carry over from NAME's latest version; the model
-    overview, package details and training metrics are filled from --package.
+    overview, package details and training metrics are filled from --package, which must be in the same group
+    (unless --allow-other-group). The new card records where it came from.
     Example: modelcrate card clone abalone-v3 abalone-v4 --package abalone/4
     """
     cards = _cards()
-    _print(_call("CloneModelCard", lambda: cards.clone(name, new_name, package)))
+    _print(_call("CloneModelCard", lambda: cards.clone(name, new_name, package, allow_other_group=allow_other_group)))

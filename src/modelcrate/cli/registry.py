@@ -161,16 +161,24 @@ def register(
         str | None,
         typer.Option(help="CSV data (path, file:// or s3://) to validate the package on, as a transform job."),
     ] = None,
+    carry_card: Annotated[
+        bool,
+        typer.Option(
+            help="Draft a card for the new version (GROUP-vN) from the card of the version before it: business "
+            "details, intended uses and additional information carry over."
+        ),
+    ] = True,
 ) -> None:
     """Package a model directory or a project's model and register it as the next version of a group.
 
     Fills the inference specification (image, framework and version, content types) from the project and the
     model's modelcrate.json, and attaches the training metrics recorded with the model as
-    CustomerMetadataProperties. Example: modelcrate registry register my-project/ --group abalone
+    CustomerMetadataProperties. When the version before it has a model card, the new version gets a Draft card
+    carried over from it (--no-carry-card: none). Example: modelcrate registry register my-project/ --group abalone
     """
+    from modelcrate.registration import register as register_package
     from modelcrate.registration import registration_request
     from modelcrate.registry.service import Registry
-    from modelcrate.validation import create_validated_package
 
     with registry_failures():
         registry = Registry()
@@ -179,16 +187,24 @@ def register(
             request = registration_request(
                 source, group, description, approval_status, image, validation_input, scratch=scratch
             )
-            registry.ensure_model_package_group(group)
-            answer = create_validated_package(registry, request)
-        described = registry.describe_model_package(answer["ModelPackageArn"])
-    print(json.dumps(answer, indent=4))
+            registered = register_package(registry, request, carry_card=carry_card)
+    described = registered.package
+    print(json.dumps({"ModelPackageArn": described["ModelPackageArn"]}, indent=4))
     say(
         f"{group} version {described['ModelPackageVersion']} "
         f"({described['ModelApprovalStatus']}, {described['ModelPackageStatus']})",
         "registered",
         "green",
     )
+    if registered.card:
+        origin = registered.card["CarriedOverFrom"]
+        say(
+            f"{registered.card['ModelCardName']} ({registered.card['ModelCardStatus']}), carried over from "
+            f"{origin['ModelCardName']} version {origin['ModelCardVersion']} ({group} version "
+            f"{origin['ModelPackageVersion']})",
+            "drafted card",
+            "green",
+        )
     if described["ModelPackageStatus"] == "Failed":
         sys.exit(1)
 

@@ -110,6 +110,9 @@ class ModelCard(Base):
     latest_version: Mapped[int] = mapped_column(Integer)
     # model_overview.model_id, else the linked package's ARN: unique, so a model has at most one card.
     model_id: Mapped[str | None] = mapped_column(String(2048), unique=True)
+    # The card version this one was cloned from {"ModelCardName", "ModelCardVersion"} and the package version it
+    # documented {"ModelPackageArn", "ModelPackageVersion"} when it did; None for a card not cloned.
+    carried_over_from: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     created_by: Mapped[str] = mapped_column(String(256))
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -34,6 +34,7 @@ from modelcrate.registry.models import (
     ArtifactClaim,
     HistoryEntry,
     ModelCard,
+    ModelCardVersion,
     Package,
     PackageArtifact,
     PackageGroup,
@@ -518,9 +519,22 @@ class Registry:
             package.modified_at = now()
 
     def delete_model_package(self, identifier: str) -> dict:
+        """Delete a package and the artifacts no other package uses; refused while a card documents it (a card's
+        link must name a registered package)."""
         unused = []
         with self.transaction() as session:
             package = self.find_package(session, identifier)
+            # Locked before the cards are read: a card being linked to it meanwhile (it reads the package FOR SHARE)
+            # either is seen here or finds the package gone.
+            session.refresh(package, with_for_update=True)
+            cards = documenting_cards(session, package_arn(package))
+            if cards:
+                shown = f"{package.name}/{package.version}" if package.version is not None else package.name
+                raise Conflict(
+                    f"model package {shown} is documented by model card {', '.join(cards)}: delete the card first "
+                    f"(modelcrate card delete {cards[0]}), or link it to another version (card update --content; "
+                    "only a card whose model_overview.model_id names its model can move), then delete the package"
+                )
             shas = set(session.scalars(select(PackageArtifact.sha256).where(PackageArtifact.package_id == package.id)))
             session.execute(delete(HistoryEntry).where(HistoryEntry.package_id == package.id))
             session.execute(delete(PackageArtifact).where(PackageArtifact.package_id == package.id))
@@ -667,6 +681,21 @@ class Registry:
         key = package.rsplit(":model-package/", 1)[-1]
         return package if "/" in key else self.latest_approved(key)
 
+    def previous_version(self, identifier: str) -> str | None:
+        """The ARN of the highest version below this one still registered in its group; None for version 1, an
+        unversioned package, or when every version before it was deleted."""
+        with self.transaction() as session:
+            package = self.find_package(session, identifier)
+            if package.version is None:
+                return None
+            previous = session.scalar(
+                select(Package)
+                .where(Package.group_id == package.group_id, Package.version < package.version)
+                .order_by(Package.version.desc())
+                .limit(1)
+            )
+            return package_arn(previous) if previous else None
+
     def latest_approved(self, group: str) -> str:
         """The ARN of a group's highest Approved version."""
         with self.transaction() as session:
@@ -700,6 +729,15 @@ class Registry:
                     removed += 1
                 session.delete(claim)
         return removed
+
+
+def documenting_cards(session: Session, arn: str) -> list[str]:
+    """The names of the cards whose latest version links to the package ``arn``
+    (``model_package_details.model_package_arn``)."""
+    linked = ModelCardVersion.content["model_package_details"]["model_package_arn"].as_string()
+    latest = (ModelCardVersion.card_id == ModelCard.id) & (ModelCardVersion.version == ModelCard.latest_version)
+    query = select(ModelCard.name).join(ModelCardVersion, latest).where(linked == arn).order_by(ModelCard.name)
+    return list(session.scalars(query))
 
 
 def _lock_claims(session: Session) -> None:

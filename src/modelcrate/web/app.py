@@ -134,7 +134,7 @@ def create_app(registry: Registry, settings: ConsoleSettings | None = None) -> C
             identifier=identifier,
             history=list(reversed(history)),
             decisions=DECISIONS,
-            linked_cards=_cards_of(cards(), described["ModelPackageArn"]),
+            linked_cards=cards().documenting(described["ModelPackageArn"]) if cards() else [],
             **context,
         )
 
@@ -292,16 +292,3 @@ def _every(operation, key: str, request: dict) -> list[dict]:
 
 def _version(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
-
-
-def _cards_of(service, arn: str) -> list[dict]:
-    """The cards whose content links to the package ``arn``."""
-    if service is None:
-        return []
-    linked = []
-    for summary in _every(service.list_model_cards, "ModelCardSummaries", {}):
-        described = service.describe_model_card(summary["ModelCardName"])
-        details = (described.get("Content") or {}).get("model_package_details") or {}
-        if details.get("model_package_arn") == arn:
-            linked.append(described)
-    return linked
