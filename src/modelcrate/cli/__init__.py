@@ -102,7 +102,10 @@ def serve(
         int | None,
         typer.Option(help="Worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS or CPU count)."),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to bind (default: $MODELCRATE_BIND_HOST; 0.0.0.0 in a container, else 127.0.0.1)."),
+    ] = None,
     model_file: Annotated[
         str | None, typer.Option(help="Model file to serve when the directory holds several.")
     ] = None,

@@ -93,6 +93,17 @@ def _milliseconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def in_container(root: Path = Path("/")) -> bool:
+    """True inside a container: Docker (SageMaker's engine) creates /.dockerenv in each, Podman
+    /run/.containerenv. Not /proc/1/cgroup: under cgroup v2 a container's reads "0::/", as the host's does."""
+    return (root / ".dockerenv").exists() or (root / "run" / ".containerenv").exists()
+
+
+def default_bind_host() -> str:
+    """Every address inside a container (SageMaker reaches it from outside); only this machine elsewhere."""
+    return "0.0.0.0" if in_container() else "127.0.0.1"
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes")
 
@@ -102,7 +113,7 @@ class ServingConfig:
     model_dir: Path = Path("/opt/ml/model")
     model_format: str | None = None
     model_file: str | None = None
-    host: str = "0.0.0.0"
+    host: str = field(default_factory=default_bind_host)
     port: int = 8080
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout: float = 60.0
@@ -177,7 +188,7 @@ class ServingConfig:
             model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             model_format=env.get("MODELCRATE_MODEL_FORMAT") or None,
             model_file=env.get("MODELCRATE_MODEL_FILE") or None,
-            host=env.get("MODELCRATE_BIND_HOST", "0.0.0.0"),
+            host=env.get("MODELCRATE_BIND_HOST", "").strip() or default_bind_host(),
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1),
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1),
             timeout=_seconds(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0),
