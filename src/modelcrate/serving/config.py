@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelcrate.serving import privileges
 from modelcrate.serving.errors import ConfigError
+from modelcrate.serving.logs import LOG_FORMAT_VARIABLE, LOG_FORMATS, text_logs
 
 MIB = 1024 * 1024
 REALTIME_PAYLOAD_MB = 6
@@ -60,7 +61,7 @@ def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set a whole number of at least {minimum}") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
@@ -120,6 +121,7 @@ class ServingConfig:
     default_accept: str = "application/json"
     max_payload_mb: int | None = None  # SAGEMAKER_MAX_PAYLOAD_IN_MB, when set
     log_level: int = 20
+    text_logs: bool = False  # JSON lines unless MODELCRATE_LOG_FORMAT=text, or unset on a terminal (logs.py)
     program: str = "inference.py"
     submit_directory: Path | None = None
     batch: bool = False
@@ -181,6 +183,9 @@ class ServingConfig:
         if strategy is None:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD")
         submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
+        log_format = env.get(LOG_FORMAT_VARIABLE, "").strip().lower()
+        if log_format and log_format not in LOG_FORMATS:
+            raise ConfigError(f"{LOG_FORMAT_VARIABLE}={log_format!r}; use {' or '.join(LOG_FORMATS)} (or unset it)")
         batching = env.get("MODELCRATE_BATCHING", "").strip().lower() or "auto"
         if batching not in BATCHING_MODES:
             raise ConfigError(f"MODELCRATE_BATCHING={batching!r}; use {', '.join(BATCHING_MODES)}")
@@ -195,6 +200,7 @@ class ServingConfig:
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or "application/json",
             max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", None, 0),
             log_level=_int(env, "SAGEMAKER_CONTAINER_LOG_LEVEL", 20, 0),
+            text_logs=text_logs(env),
             program=env.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py",
             # SageMaker's framework containers pass an s3:// URI here for training code; only a local
             # directory can hold inference code inside a network-isolated container.
@@ -231,6 +237,8 @@ class ServingConfig:
         return config
 
     def validate(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"{self.workers} workers would serve nothing: ask for at least 1 (--workers)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range 1-65535")
         if (self.max_payload_mb or 0) > MAX_PAYLOAD_MB:
