@@ -142,3 +142,8 @@ def test_the_bind_host_is_every_address_only_in_a_container(monkeypatch, inside,
     monkeypatch.setattr(config_module, "in_container", lambda root=None: inside)
     assert ServingConfig.from_env({}).host == host
     assert ServingConfig.from_env({"MODELCRATE_BIND_HOST": "10.0.0.7"}).host == "10.0.0.7"
+
+
+def test_a_worker_count_below_one_from_a_flag_is_refused():
+    with pytest.raises(ConfigError, match="0 workers would serve nothing: ask for at least 1"):
+        ServingConfig.from_env({}, workers=0)
