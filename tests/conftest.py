@@ -89,9 +89,10 @@ class Server:
         return self.log_path.read_text()
 
     def wait_for_ready_workers(self, count: int, deadline_s: float = 60.0) -> None:
-        """/ping answers once one worker is ready; the others may still be loading (as root, when started so)."""
+        """/ping answers once one worker is ready; the others may still be loading (as root, when started so). The
+        supervisor's "serving" line follows the first worker's "worker ready"."""
         deadline = time.monotonic() + deadline_s
-        while self.log().count('"message": "worker ready"') < count:
+        while self.log().count('"message": "worker ready"') < count or '"message": "serving"' not in self.log():
             assert time.monotonic() < deadline, f"fewer than {count} workers ready within {deadline_s} s:\n{self.log()}"
             time.sleep(0.05)
 

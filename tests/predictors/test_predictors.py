@@ -126,7 +126,7 @@ def test_labels_in_metadata_must_match_the_model(sample_model, tmp_path):
 
 def test_unreadable_files_give_clear_errors(tmp_path):
     for name, phrase in [
-        ("model.pkl", "cannot unpickle"),
+        ("model.pkl", "is not a joblib or pickle file"),
         ("model.json", "XGBoost 2.1.3 cannot load"),
         ("model.keras", "cannot load"),
     ]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelcrate.predictors.trust import ACCEPT_MISMATCH_VARIABLE
+from modelcrate.serving import config as config_module
 from modelcrate.serving.config import ServingConfig
 from modelcrate.serving.errors import BadRequest, ConfigError
 from modelcrate.serving.service import keys_from_custom_attributes
@@ -126,3 +127,23 @@ def test_custom_attributes_choose_keys():
     assert keys_from_custom_attributes("something else") is None
     with pytest.raises(BadRequest, match="unknown inference key"):
         keys_from_custom_attributes("inference_output=nonsense")
+
+
+@pytest.mark.parametrize("marker", [".dockerenv", "run/.containerenv"])
+def test_a_container_is_told_by_its_engine_marker(tmp_path, marker):
+    assert not config_module.in_container(tmp_path)
+    (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / marker).touch()
+    assert config_module.in_container(tmp_path)
+
+
+@pytest.mark.parametrize("inside,host", [(True, "0.0.0.0"), (False, "127.0.0.1")])
+def test_the_bind_host_is_every_address_only_in_a_container(monkeypatch, inside, host):
+    monkeypatch.setattr(config_module, "in_container", lambda root=None: inside)
+    assert ServingConfig.from_env({}).host == host
+    assert ServingConfig.from_env({"MODELCRATE_BIND_HOST": "10.0.0.7"}).host == "10.0.0.7"
+
+
+def test_a_worker_count_below_one_from_a_flag_is_refused():
+    with pytest.raises(ConfigError, match="0 workers would serve nothing: ask for at least 1"):
+        ServingConfig.from_env({}, workers=0)

@@ -12,12 +12,31 @@ from rich.text import Text
 
 app = typer.Typer(
     name="modelcrate",
-    help="Ship a classic ML model (scikit-learn, XGBoost, TensorFlow/Keras) as a SageMaker-compatible "
-    "container: make sample models, serve them, invoke them.",
     no_args_is_help=True,
     add_completion=False,
+    # Inherited by every command and group: -h is --help everywhere.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"modelcrate {version('modelcrate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Ship a classic ML model (scikit-learn, XGBoost, TensorFlow/Keras) as a SageMaker-compatible container:
+    make sample models, serve them, invoke them."""
 
 
 def say(message: str, label: str = "", style: str = "") -> None:
@@ -83,7 +102,10 @@ def serve(
         int | None,
         typer.Option(help="Worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS or CPU count)."),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to bind (default: $MODELCRATE_BIND_HOST; 0.0.0.0 in a container, else 127.0.0.1)."),
+    ] = None,
     model_file: Annotated[
         str | None, typer.Option(help="Model file to serve when the directory holds several.")
     ] = None,

@@ -104,8 +104,8 @@ def _one_line(text: str, limit: int = 500) -> str:
 
 
 def startup_failure(log: str, image: str | None = None) -> str:
-    """Why a server gave up, in one line: the first error it logged (a JSON line's ``message``: the supervisor's
-    own "a worker could not start" comes after the worker's reason), else its last line (another server's log).
+    """Why a server gave up, in one line: the first error it logged (a JSON line's ``message``), else its last
+    line (another server's log).
     A module missing inside an image is installed by rebuilding the image, not by installing it here."""
     lines = [line for line in log.splitlines() if line.strip()]
     reason = _one_line(lines[-1]) if lines else "it logged nothing"

@@ -23,6 +23,7 @@ from modelcrate.predictors.formats import (
     FORMATS_OF_FRAMEWORK,
     FRAMEWORK_OF_FORMAT,
     ModelFile,
+    check_content,
     find_model_file,
 )
 from modelcrate.predictors.trust import check_before_loading, file_sha256
@@ -57,6 +58,7 @@ def load_predictor(
     check the files and framework version ``modelcrate.json`` records (``accept_mismatch``: warn, do not refuse)."""
     model_dir = Path(model_dir)
     found = find_model_file(model_dir, model_format, model_file)
+    check_content(found)
     metadata = ModelMetadata.read(model_dir)
     check_before_loading(model_dir, found, metadata, accept_mismatch)
     if prefer_compiled and _compiled_form_usable(model_dir, found, metadata):

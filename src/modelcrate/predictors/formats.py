@@ -38,6 +38,10 @@ _SUFFIX_FORMAT = {
 # SageMaker's built-in XGBoost algorithm writes its model under this name, without a suffix.
 _NAME_FORMAT = {"xgboost-model": "model"}
 _IGNORED_DIRS = {"code", "__pycache__"}
+# How a pickle begins: PROTO (protocol 2 and later), else MARK, GLOBAL, EMPTY_LIST or EMPTY_DICT (protocols 0-1);
+# how a compressed joblib.dump begins: zlib, gzip, bz2, xz, lzma, lz4, or old joblib's own "ZF".
+_PICKLE_STARTS = (b"\x80", b"(", b"c", b"]", b"}")
+_COMPRESSED_JOBLIB_STARTS = (b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"\x04\x22\x4d\x18", b"ZF")
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,23 @@ def find_model_file(model_dir: Path, model_format: str | None = None, model_file
             "with --model-file or MODELCRATE_MODEL_FILE (or the format with MODELCRATE_MODEL_FORMAT)"
         )
     return found[0]
+
+
+def check_content(found: ModelFile) -> None:
+    """Refuse a file whose first bytes contradict its name (a pickle named .json, a CSV named .joblib), before
+    anything warns about or runs it: the framework's own error would send the user looking elsewhere."""
+    if found.path.is_dir() or found.model_format not in ("pkl", "joblib", "json", "ubj"):
+        return
+    with found.path.open("rb") as file:
+        head = file.read(8)
+    pickled = head.startswith(_PICKLE_STARTS + _COMPRESSED_JOBLIB_STARTS)
+    if found.model_format in ("pkl", "joblib") and not pickled:
+        raise ModelLoadError(
+            f"{found.path} is not a joblib or pickle file (it begins {head!r}): serve the file that joblib.dump or "
+            "pickle.dump wrote"
+        )
+    if found.model_format in ("json", "ubj") and head.startswith(b"\x80"):
+        raise ModelLoadError(
+            f"{found.path} is a joblib or pickle file, not an XGBoost {found.model_format} model: name it .joblib "
+            f"(a scikit-learn model), or save the booster with booster.save_model('model.{found.model_format}')"
+        )

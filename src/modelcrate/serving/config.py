@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelcrate.serving import privileges
 from modelcrate.serving.errors import ConfigError
+from modelcrate.serving.logs import LOG_FORMAT_VARIABLE, LOG_FORMATS, text_logs
 
 MIB = 1024 * 1024
 REALTIME_PAYLOAD_MB = 6
@@ -60,7 +61,7 @@ def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set a whole number of at least {minimum}") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
@@ -93,6 +94,17 @@ def _milliseconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def in_container(root: Path = Path("/")) -> bool:
+    """True inside a container: Docker (SageMaker's engine) creates /.dockerenv in each, Podman
+    /run/.containerenv. Not /proc/1/cgroup: under cgroup v2 a container's reads "0::/", as the host's does."""
+    return (root / ".dockerenv").exists() or (root / "run" / ".containerenv").exists()
+
+
+def default_bind_host() -> str:
+    """Every address inside a container (SageMaker reaches it from outside); only this machine elsewhere."""
+    return "0.0.0.0" if in_container() else "127.0.0.1"
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes")
 
@@ -102,13 +114,14 @@ class ServingConfig:
     model_dir: Path = Path("/opt/ml/model")
     model_format: str | None = None
     model_file: str | None = None
-    host: str = "0.0.0.0"
+    host: str = field(default_factory=default_bind_host)
     port: int = 8080
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout: float = 60.0
     default_accept: str = "application/json"
     max_payload_mb: int | None = None  # SAGEMAKER_MAX_PAYLOAD_IN_MB, when set
     log_level: int = 20
+    text_logs: bool = False  # JSON lines unless MODELCRATE_LOG_FORMAT=text, or unset on a terminal (logs.py)
     program: str = "inference.py"
     submit_directory: Path | None = None
     batch: bool = False
@@ -170,6 +183,9 @@ class ServingConfig:
         if strategy is None:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy_raw!r}; use MULTI_RECORD or SINGLE_RECORD")
         submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
+        log_format = env.get(LOG_FORMAT_VARIABLE, "").strip().lower()
+        if log_format and log_format not in LOG_FORMATS:
+            raise ConfigError(f"{LOG_FORMAT_VARIABLE}={log_format!r}; use {' or '.join(LOG_FORMATS)} (or unset it)")
         batching = env.get("MODELCRATE_BATCHING", "").strip().lower() or "auto"
         if batching not in BATCHING_MODES:
             raise ConfigError(f"MODELCRATE_BATCHING={batching!r}; use {', '.join(BATCHING_MODES)}")
@@ -177,13 +193,14 @@ class ServingConfig:
             model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
             model_format=env.get("MODELCRATE_MODEL_FORMAT") or None,
             model_file=env.get("MODELCRATE_MODEL_FILE") or None,
-            host=env.get("MODELCRATE_BIND_HOST", "0.0.0.0"),
+            host=env.get("MODELCRATE_BIND_HOST", "").strip() or default_bind_host(),
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1),
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, 1),
             timeout=_seconds(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0),
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or "application/json",
             max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", None, 0),
             log_level=_int(env, "SAGEMAKER_CONTAINER_LOG_LEVEL", 20, 0),
+            text_logs=text_logs(env),
             program=env.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py",
             # SageMaker's framework containers pass an s3:// URI here for training code; only a local
             # directory can hold inference code inside a network-isolated container.
@@ -220,6 +237,8 @@ class ServingConfig:
         return config
 
     def validate(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"{self.workers} workers would serve nothing: ask for at least 1 (--workers)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range 1-65535")
         if (self.max_payload_mb or 0) > MAX_PAYLOAD_MB:

@@ -18,6 +18,7 @@ import resource
 import signal
 import socket
 import time
+from collections.abc import Callable
 from time import monotonic
 from urllib.parse import unquote
 
@@ -535,9 +536,11 @@ def run_worker(
     slot: int,
     table: ModelTable | None = None,
     drop_to: ServingUser | None = None,
+    on_ready: Callable[[dict], None] | None = None,
 ) -> int:
     """Load the model (none yet on a multi-model endpoint), become ``drop_to`` (when started as root) and serve
-    until SIGTERM; returns when drained: the number of requests the drain deadline cut off."""
+    until SIGTERM; returns when drained: the number of requests the drain deadline cut off. ``on_ready`` gets
+    the model's description once the worker accepts requests."""
     if config.multi_model:
         service, models = None, MultiModelHost(config, table)
     else:
@@ -573,6 +576,8 @@ def run_worker(
     server.metrics.set_ready(True)
     described = service.predictor.describe() if service and service.predictor else {}
     log.info("worker ready", extra={"worker": slot, "multi_model": config.multi_model, **described})
+    if on_ready is not None:
+        on_ready(described)
     try:
         loop.run_forever()
     finally:
