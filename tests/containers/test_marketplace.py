@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelcrate.cli import app
+from modelcrate.containers import image_test
 from modelcrate.containers.image_test import answering_processes, non_root_check
 from modelcrate.containers.marketplace import (
     DEVELOPER_GUIDE_SYSTEMS,
@@ -254,6 +255,27 @@ def test_a_worker_still_loading_as_root_is_shown_but_has_answered_nothing():
     assert "pid 8 uids (0, 0, 0, 0) gids (0, 0, 0, 0), still loading: has not accepted" in rule.found
     assert non_root_check(workers).passed
     assert non_root_rule("", workers[1:]).status == FAIL and not non_root_check(workers[1:]).passed
+
+
+def test_a_worker_that_drops_root_between_the_two_looks_is_judged_by_its_final_ids(monkeypatch):
+    """The race CI hit: the process listing caught worker 7 still root, it then dropped and logged ready, and the
+    log read after the listing made the stale root ids final. Worker 7 drops right after the first look here."""
+    looks = []
+
+    def listing(*args, **kwargs) -> str:
+        looks.append("listing")
+        dropped = len(looks) > 1
+        worker = process(7, 1, 1000, 999, None) if dropped else process(7, 1, 0, 0, True)
+        return json.dumps([process(1, 0, 0, 0, True), worker])
+
+    def logged_ready(container: str) -> set[int]:
+        looks.append("log")
+        return {7} if len(looks) > 1 else set()
+
+    monkeypatch.setattr(image_test, "docker", listing)
+    monkeypatch.setattr(image_test, "ready_workers", logged_ready)
+    (worker,) = image_test.serving_processes("container", 8080)
+    assert worker.pid == 7 and not worker.root, worker.describe()
 
 
 def test_entry_points_rule_needs_train_only_for_algorithms():

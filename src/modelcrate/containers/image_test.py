@@ -172,10 +172,12 @@ def serving_processes(container: str, port: int, settle_s: float = WORKERS_SETTL
     logged ready is marked loading: it drops root before it accepts a connection, so it has answered nothing."""
     deadline = time.monotonic() + settle_s
     while True:
+        # The log first: a worker that logged ready had dropped root before the listing is taken. Read after it,
+        # the log could name a worker that dropped in between, and its stale root ids would wrongly stand.
+        ready = ready_workers(container)
         output = docker("exec", container, "python", "-c", _LISTENERS, str(port), timeout=60)
         processes = answering_processes(json.loads(output.strip().splitlines()[-1]))
         root = {p.pid for p in processes if p.root}
-        ready = ready_workers(container) if root else set()  # the log is read only when it decides
         if processes and root <= ready:
             return processes
         if time.monotonic() > deadline:
