@@ -183,10 +183,9 @@ def test_the_aws_card_commands_and_flags(card_cli, tmp_path):
 
 
 @pytest.fixture
-def modelcrate_on(database, tmp_path):
+def modelcrate_on(run_modelcrate, database, tmp_path):
     """``modelcrate`` against the test's database (SQLite or PostgreSQL)."""
     env = {
-        **os.environ,
         "MODELCRATE_DATABASE_URL": database,
         "MODELCRATE_ARTIFACT_STORE": str(tmp_path / "artifacts"),
         "MODELCRATE_HOME": str(tmp_path / "home"),
@@ -195,7 +194,7 @@ def modelcrate_on(database, tmp_path):
     }
 
     def run(*args) -> subprocess.CompletedProcess:
-        return subprocess.run([MODELCRATE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+        return run_modelcrate(*args, env=env)
 
     return run
 
