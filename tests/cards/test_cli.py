@@ -69,7 +69,7 @@ def test_create_update_describe_diff_export_delete(card_cli, tmp_path):
     changes = json.loads(card_cli("diff", "abalone-card", "1", "2", "--json").stdout)
     assert {"Path": "$.intended_uses.risk_rating", "Old": "Medium", "New": "High"} in changes
 
-    exported = card_cli("export", "abalone-card", "--format", "md", "--output", tmp_path / "card.md")
+    exported = card_cli("export", "abalone-card", "--format", "md", "--output", tmp_path / "card.md", "--json")
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout)["Status"] == "Completed"
     assert "- **Risk rating:** High" in (tmp_path / "card.md").read_text()
@@ -125,6 +125,57 @@ def test_create_from_a_package_and_clone(card_cli, home, model_tar):
     again = card_cli("create", "abalone-v1-again", "--from-package", "abalone/1")
     assert again.returncode == 1
     assert "(ConflictException)" in again.stderr and "already has a model card (abalone-v1)" in again.stderr
+
+
+@pytest.fixture
+def one_card(card_cli, tmp_path) -> str:
+    content = tmp_path / "card.json"
+    content.write_text(json.dumps(card_content()))
+    assert card_cli("create", "abalone-card", "--content", content).returncode == 0
+    return "abalone-card"
+
+
+@pytest.mark.parametrize(
+    "file_name,begins", [("card.html", b"<!DOCTYPE html>"), ("card.md", b"# "), ("card.pdf", b"%PDF")]
+)
+def test_export_writes_the_format_its_output_is_named_for(card_cli, one_card, tmp_path, file_name, begins):
+    output = tmp_path / file_name
+    exported = card_cli("export", one_card, "--output", output)
+    assert exported.returncode == 0, exported.stderr
+    assert output.read_bytes().startswith(begins)
+    fmt = output.suffix[1:]
+    assert exported.stdout == ""
+    assert exported.stderr == f"wrote {output} ({fmt}, {one_card} version 1)\n"
+
+
+def test_export_prints_its_job_record_as_json_when_asked(card_cli, one_card, tmp_path):
+    exported = card_cli("export", one_card, "--output", tmp_path / "card.html", "--json")
+    assert exported.returncode == 0, exported.stderr
+    record = json.loads(exported.stdout)
+    assert (record["Status"], record["Format"]) == ("Completed", "html")
+    assert record["ExportArtifacts"]["Location"] == str(tmp_path / "card.html")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--format", "pdf", "--output", "card.html"],
+            "--format pdf contradicts --output card.html, a .html file: leave --format out or give html",
+        ),
+        (
+            ["--output", "card.docx"],
+            "cannot tell the export format of card.docx from its extension: name it .pdf, .html or .md, "
+            "or give --format",
+        ),
+    ],
+)
+def test_an_export_format_that_is_unclear_is_one_line(card_cli, one_card, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    refused = card_cli("export", one_card, *args)
+    assert refused.returncode == 2
+    assert refused.stderr == f"error: {message}\n"
+    assert not (tmp_path / args[-1]).exists()
 
 
 def test_help_teaches_the_commands(card_cli):

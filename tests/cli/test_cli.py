@@ -89,7 +89,8 @@ def test_a_model_server_that_cannot_start_fails_the_transform_in_one_line(run_mo
     (model / "code" / "inference.py").write_text("import modelcrate_absent_framework\n")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("1,2\n")
-    failed = run_modelcrate("transform", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    paths = ("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    failed = run_modelcrate("transform", str(model), *paths, "--content-type", "text/csv")
     assert failed.returncode == 2
     (line,) = [line for line in failed.stderr.splitlines() if line.strip()]  # the progress bar leaves a blank one
     assert line.startswith(f"error: the model server for {model} stopped before it was healthy: cannot start: ")

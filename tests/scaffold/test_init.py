@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from modelcrate.scaffold.options import OptionsError, resolve
+from modelcrate.scaffold.options import OptionsError, answer_problem, resolve
 
 MODELCRATE = str(Path(sys.executable).with_name("modelcrate"))
 BASE = {"project_name": "demo", "framework": "sklearn"}
@@ -92,7 +92,7 @@ def test_graviton_instances_build_arm64_images():
         (["--framework", "sklearn", "--role-arn", "arn:aws:iam::12:role/x"], "not an IAM role ARN"),
         (["--framework", "sklearn", "--instance-type", "ml.huge"], "use cpu, gpu or ml.<family>.<size>"),
         (["--framework", "sklearn", "--model-source", "local", "--model-path", "nope.pkl"], "does not exist"),
-        (["--framework", "sklearn", "--model-source", "local"], "needs model_path"),
+        (["--framework", "sklearn", "--model-source", "local"], "model_path is needed for model_source local"),
     ],
 )
 def test_each_bad_option_gets_one_clear_line(tmp_path, args, message):
@@ -108,6 +108,56 @@ def test_a_model_file_of_another_format_is_refused(tmp_path, sample_model):
         "demo", "--framework", "sklearn", "--model-source", "local", "--model-path", str(model), "--yes", cwd=tmp_path
     )
     assert result.returncode == 2 and "is a json model file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "file_name,framework,model_format",
+    [
+        ("iris.pkl", "sklearn", "pkl"),
+        ("iris.pickle", "sklearn", "pkl"),
+        ("iris.joblib", "sklearn", "joblib"),
+        ("booster.json", "xgboost", "json"),
+        ("booster.ubj", "xgboost", "ubj"),
+        ("booster.model", "xgboost", "model"),
+        ("xgboost-model", "xgboost", "model"),
+        ("net.keras", "tensorflow", "keras"),
+        ("net.h5", "tensorflow", "h5"),
+        ("saved", "tensorflow", "savedmodel"),
+    ],
+)
+def test_a_local_models_format_is_read_from_its_file_name(tmp_path, file_name, framework, model_format):
+    model = tmp_path / file_name
+    if model_format == "savedmodel":
+        model.mkdir()
+        (model / "saved_model.pb").touch()
+    else:
+        model.touch()
+    options, origin = resolve({**BASE, "framework": framework, "model_source": "local", "model_path": model}, env={})
+    assert (options.model_format, origin["model_format"]) == (model_format, "model file name")
+
+
+def test_init_with_a_local_joblib_model_and_no_format_uses_joblib(tmp_path, sample_model, run_modelcrate, monkeypatch):
+    model = tmp_path / "iris.joblib"
+    shutil.copy(sample_model("sklearn", "joblib", "classification") / "model.joblib", model)
+    monkeypatch.chdir(tmp_path)
+    args = ("init", "iris", "--framework", "sklearn", "--model-source", "local", "--model-path", model, "--yes")
+    result = run_modelcrate(*args)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "iris" / "model" / "iris.joblib").read_bytes() == model.read_bytes()
+    assert json.loads((tmp_path / "iris" / "modelcrate-project.json").read_text())["model_format"] == "joblib"
+
+
+def test_a_model_format_contradicting_the_model_file_is_one_clear_line(tmp_path, run_modelcrate, monkeypatch):
+    model = tmp_path / "iris.joblib"
+    model.touch()
+    monkeypatch.chdir(tmp_path)
+    args = ("--framework", "sklearn", "--model-format", "pkl", "--model-source", "local", "--model-path", model)
+    result = run_modelcrate("init", "iris", *args, "--yes")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"model_format 'pkl' contradicts model_path {model}, a joblib file" in result.stderr
+    assert "leave model_format out" in result.stderr and "or give joblib" in result.stderr
+    assert not (tmp_path / "iris").exists()
 
 
 def test_an_existing_destination_is_never_overwritten_without_force(tmp_path):
@@ -163,8 +213,8 @@ def test_interactive_prompts_give_the_same_project_as_flags(tmp_path):
         ("lower-case letters", "demo"),  # a bad answer is explained and asked again
         ("Framework", "torch"),
         ("is not allowed", "xgboost"),
-        (r"Model format \(json, ubj, model\)", "ubj"),
         ("Model source", ""),
+        (r"Model format \(json, ubj, model\)", "ubj"),
         ("Sample model task", "classification"),
         ("Include tests", ""),
         ("Compile tree models", ""),
@@ -184,6 +234,52 @@ def test_interactive_prompts_give_the_same_project_as_flags(tmp_path):
     by_prompts, by_flags = project_files(tmp_path / "demo"), project_files(tmp_path / "by-flags" / "demo")
     assert by_prompts.keys() == by_flags.keys()
     assert by_prompts == by_flags
+
+
+def test_interactive_local_source_asks_for_the_model_file_and_reads_its_format(tmp_path, sample_model):
+    model = tmp_path / "iris.joblib"
+    shutil.copy(sample_model("sklearn", "joblib", "classification") / "model.joblib", model)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELCRATE_")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2] / "src")  # this checkout's modelcrate, not the installed one
+    child = pexpect.spawn(
+        sys.executable,
+        ["-c", "from modelcrate.cli.entry import main; main()", "init"],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=120,
+        env=env,
+    )
+    answers = [
+        ("Project name", "iris"),
+        ("Framework", "sklearn"),
+        ("Model source", "local"),
+        ("Model file or directory to copy", "missing.joblib"),
+        ("does not exist", str(model)),  # a bad path is explained and asked again
+        ("Include tests", ""),
+        ("Compile tree models", ""),
+        ("Also train in the image", ""),
+        ("Deploy target", ""),
+        ("Instance type", ""),
+        ("AWS region", ""),
+        ("Execution role ARN", ""),
+        ("Base image", ""),
+    ]
+    for question, answer in answers:
+        child.expect(question)
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    project = json.loads((tmp_path / "iris" / "modelcrate-project.json").read_text())
+    assert (project["model_source"], project["model_format"]) == ("local", "joblib")
+    assert (tmp_path / "iris" / "model" / "iris.joblib").read_bytes() == model.read_bytes()
+
+
+@pytest.mark.parametrize("source,needed", [("local", "model_path"), ("registry", "registry_package")])
+def test_a_prompted_source_is_accepted_before_what_it_needs_is_asked(source, needed):
+    assert answer_problem("model_source", source, {**BASE, "model_format": "pkl"}) is None
+    with pytest.raises(OptionsError, match=f"^{needed} is needed for model_source {source}"):
+        resolve({**BASE, "model_source": source}, env={})
 
 
 @pytest.mark.parametrize("source,target", [("sample", "sagemaker"), ("s3", "codebuild")])

@@ -127,7 +127,7 @@ def test_one_bad_record_means_no_out_for_its_file_and_the_job_fails(tmp_path, ec
     assert files["2.csv"]["FailureReason"] == "record 2: the container answered 400: this record is BAD"
     assert {files["1.csv"]["Status"], files["3.csv"]["Status"]} == {"Completed"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.csv.out", "3.csv.out"]
-    assert "1 of 3 files failed; first: 2.csv: record 2" in run.stderr
+    assert "Failed 1 of 3 files; first: 2.csv: record 2" in run.stderr
 
 
 @pytest.mark.parametrize(("split", "frame"), [("RecordIO", recordio), ("TFRecord", tfrecord)])
@@ -369,3 +369,23 @@ def test_max_payload_zero_streams_each_whole_object_chunked(tmp_path, echo_model
     lines = echo_lines(tmp_path / "out" / "big.csv.out")
     assert {(size, count) for size, count, _, _ in lines} == {(len("".join(r + "\n" for r in rows)), 80_000)}
     assert [record for *_, record in lines] == rows
+
+
+def test_without_content_type_the_inputs_extension_gives_it(tmp_path, classifier, abalone_rows):
+    write_lines(tmp_path / "in" / "a.csv", abalone_rows[:10])
+    write_lines(tmp_path / "in" / "b.csv", abalone_rows[10:20])
+    common = ["--split-type", "Line", "--accept", "text/csv"]
+    run = transform(classifier, "--input", tmp_path / "in", "--output", tmp_path / "out", *common)
+    assert run.returncode == 0, run.stderr
+    assert "content type text/csv, inferred from the input files' extension" in run.stderr
+    assert "Completed 2 files, 20 records in" in run.stderr
+    assert (tmp_path / "out" / "a.csv.out").read_text().splitlines() == expected_labels(classifier, abalone_rows[:10])
+
+
+def test_mixed_input_extensions_without_content_type_stop_before_any_work(tmp_path, echo_model):
+    write_lines(tmp_path / "in" / "a.csv", ["1,1"])
+    write_lines(tmp_path / "in" / "b.json", ['{"a": 1}'])
+    run = transform(echo_model, "--input", tmp_path / "in", "--output", tmp_path / "out")
+    assert run.returncode == 2 and run.summary is None
+    assert run.stderr.count("\n") == 1 and "give --content-type" in run.stderr, run.stderr
+    assert not (tmp_path / "out").exists()

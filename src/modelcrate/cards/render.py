@@ -8,10 +8,31 @@ from pathlib import Path
 from modelcrate.registry.service import RegistryError
 
 FORMATS = ("pdf", "html", "md")
+FORMAT_OF_SUFFIX = {".pdf": "pdf", ".html": "html", ".htm": "html", ".md": "md"}
 TEMPLATES_VARIABLE = "MODELCRATE_CARD_TEMPLATES"
 BUILT_IN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE_OF_FORMAT = {"html": "card.html.j2", "pdf": "card.html.j2", "md": "card.md.j2"}
 CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN = 480, 220, 36
+
+
+class ExportFormatError(ValueError):
+    """The export format is unclear: one line saying what to give."""
+
+
+def export_format_for(output: Path, given: str | None) -> str:
+    """The format to export to ``output``: its extension's, which a given format must not contradict."""
+    named = FORMAT_OF_SUFFIX.get(output.suffix.lower())
+    if given and named and given != named:
+        raise ExportFormatError(
+            f"--format {given} contradicts --output {output}, a {output.suffix} file: "
+            f"leave --format out or give {named}"
+        )
+    if not (given or named):
+        raise ExportFormatError(
+            f"cannot tell the export format of {output} from its extension: name it .pdf, .html or .md, "
+            "or give --format"
+        )
+    return given or named
 
 
 def _environment():

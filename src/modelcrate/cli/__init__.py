@@ -168,6 +168,7 @@ _PROMPTS = {
     "model_format": "Model format",
     "model_source": "Model source (local, sample, s3, registry)",
     "model_path": "Model file or directory to copy",
+    "registry_package": "Registry package (GROUP for its latest Approved version, or GROUP/N)",
     "sample_task": "Sample model task (regression, classification)",
     "include_tests": "Include tests",
     "optimize": "Compile tree models for faster serving",
@@ -260,7 +261,7 @@ def init(
     from modelcrate.scaffold.generate import generate
     from modelcrate.scaffold.options import OptionsError, resolve
 
-    flags = {k: v for k, v in locals().items() if k in _PROMPTS or k in ("registry_package", "destination")}
+    flags = {k: v for k, v in locals().items() if k in _PROMPTS or k == "destination"}
     interactive = not yes and sys.stdin.isatty()
     try:
         options, origin = resolve(flags, config_file=config, prompt=_prompt if interactive else None)

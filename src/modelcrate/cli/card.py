@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from modelcrate.cli import app, say
+from modelcrate.cli import app, error, say
 from modelcrate.cli.aws import operations_group
 from modelcrate.cli.registry import members_as_arguments, registry_failures
 
@@ -211,23 +211,36 @@ def _shown(value) -> str:
 @card_app.command()
 def export(
     name: Annotated[str, typer.Argument(help="The card's name.")],
-    output: Annotated[Path, typer.Option(help="The file to write.")],
-    export_format: Annotated[str, typer.Option("--format", help="pdf, html or md.")] = "pdf",
+    output: Annotated[Path, typer.Option(help="The file to write: .pdf, .html or .md gives the format.")],
+    export_format: Annotated[
+        str | None, typer.Option("--format", help="pdf, html or md (default: the output's extension).")
+    ] = None,
     version: Annotated[int | None, typer.Option(help="A version (default: the latest).")] = None,
     job_name: Annotated[
         str | None, typer.Option(help="The export job's name, unique per card (default: made up).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the export job's record as JSON.")] = False,
 ) -> None:
     """Render a card version to PDF, HTML or Markdown, recorded as an export job (its status and location).
 
     Templates: the built-in Jinja2 templates (card.html.j2, also the PDF's source, and card.md.j2) are replaced
     by files of the same name in the directory MODELCRATE_CARD_TEMPLATES names.
-    Example: modelcrate card export abalone-card --format pdf --output abalone-card.pdf
+    Example: modelcrate card export abalone-card --output abalone-card.pdf
     """
+    from modelcrate.cards.render import ExportFormatError, export_format_for
+
+    try:
+        fmt = export_format_for(output, export_format)
+    except ExportFormatError as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
     cards = _cards()
-    answer = _call("CreateModelCardExportJob", lambda: cards.export_job(name, version, export_format, output, job_name))
-    _print(answer)
-    say(answer["ExportArtifacts"]["Location"], "wrote", "green")
+    answer = _call("CreateModelCardExportJob", lambda: cards.export_job(name, version, fmt, output, job_name))
+    if as_json:
+        _print(answer)
+        return
+    written = f"{answer['ExportArtifacts']['Location']} ({fmt}, {name} version {answer['ModelCardVersion']})"
+    say(written, "wrote", "green")
 
 
 @card_app.command()

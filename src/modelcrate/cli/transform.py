@@ -100,7 +100,10 @@ def transform(
     ] = None,
     output_uri: Annotated[str | None, typer.Option("--output", help="Output path (S3OutputPath).")] = None,
     data_type: Annotated[str | None, typer.Option(help="S3Prefix (default) or ManifestFile.")] = None,
-    content_type: Annotated[str | None, typer.Option(help="ContentType of the input, e.g. text/csv.")] = None,
+    content_type: Annotated[
+        str | None,
+        typer.Option(help="ContentType of the input (default: from the files' extension: .csv, .json, .jsonl, .npy)."),
+    ] = None,
     accept: Annotated[str | None, typer.Option(help="Accept: the output type asked of the model.")] = None,
     compression: Annotated[str | None, typer.Option(help="CompressionType: None or Gzip.")] = None,
     split_type: Annotated[str | None, typer.Option(help="SplitType: None, Line, RecordIO or TFRecord.")] = None,
@@ -137,7 +140,7 @@ def transform(
 
     from modelcrate.containers.endpoint import ServerError
     from modelcrate.pipeline import PipelineDefinitionError, PipelineError
-    from modelcrate.transform.engine import list_inputs
+    from modelcrate.transform.engine import content_type_of_inputs, list_inputs
     from modelcrate.transform.job import JobError
     from modelcrate.transform.run import run_job
     from modelcrate.transform.storage import StorageError
@@ -150,10 +153,13 @@ def transform(
         job = _job_from(job_file, flags, env)
         if not job_file and not input_uri:
             raise JobError("give the job as --job job.json, or at least --input and --output")
+        items = list_inputs(job)
+        if not job.TransformInput.ContentType:
+            job.TransformInput.ContentType = content_type_of_inputs(items, job.TransformInput.CompressionType)
+            say(f"content type {job.TransformInput.ContentType}, inferred from the input files' extension")
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelcrate-transform-"))
         resolved = _package_target(target, Path(scratch)) if target.startswith(REGISTRY_PREFIX) else None
         resolved = resolved or resolve_target(target)
-        items = list_inputs(job)
         total = sum(i.size for i in items) if job.TransformInput.CompressionType == "None" else None
         columns = (
             TextColumn("{task.description}"),
@@ -189,15 +195,6 @@ def transform(
     if summary_json:
         summary_json.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    rate = report["RecordsPerSecond"]
-    mbps = report["MegabytesPerSecond"]
-    if summary.status == "Completed":
-        say(
-            f"{report['RecordsIn']:,} records in {summary.seconds:.1f} s "
-            f"({rate:,} records/s, {mbps} MB/s); skipped {sum(f.skipped for f in summary.files)} complete files",
-            "Completed",
-            "green",
-        )
-    else:
-        say(summary.failure_reason, "Failed", "red")
+    say(summary.report_line, style="green" if summary.status == "Completed" else "red")
+    if summary.status != "Completed":
         raise typer.Exit(1)

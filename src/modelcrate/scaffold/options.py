@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from modelcrate.predictors import FORMATS_OF_FRAMEWORK
-from modelcrate.predictors.formats import format_of
+from modelcrate.predictors.formats import FRAMEWORK_OF_FORMAT, format_of
 
 FRAMEWORKS = tuple(FORMATS_OF_FRAMEWORK)
 # How CreateModelPackage's ModelPackageContainerDefinition.Framework names each framework.
@@ -97,25 +97,17 @@ class ProjectOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectOptions:
+        # Each message begins with the option it blames: a prompt re-asks only the option its answer broke.
+        if self.model_source == "local":
+            self._check_model_path()
         formats = FORMATS_OF_FRAMEWORK[self.framework]
         if self.model_format not in formats:
             raise ValueError(
                 f"model_format {self.model_format!r} is not a {self.framework} format; use one of {', '.join(formats)}"
             )
-        if self.model_source == "local":
-            if self.model_path is None:
-                raise ValueError("model_source local needs model_path: the model file or directory to copy")
-            if not self.model_path.exists():
-                raise ValueError(f"model_path {self.model_path} does not exist")
-            found = format_of(self.model_path)
-            if found != self.model_format:
-                raise ValueError(
-                    f"model_path {self.model_path} is {'a ' + found if found else 'not a'} model file "
-                    f"of a known format, not {self.model_format}"
-                )
         if self.model_source == "registry" and not self.registry_package:
             raise ValueError(
-                "model_source registry needs registry_package: GROUP (its latest Approved version) or GROUP/N"
+                "registry_package is needed for model_source registry: GROUP (its latest Approved version) or GROUP/N"
             )
         if self.with_training and self.framework not in TRAINING_FRAMEWORKS:
             raise ValueError(
@@ -123,6 +115,28 @@ class ProjectOptions(BaseModel):
                 f"use framework {' or '.join(TRAINING_FRAMEWORKS)}, or leave out --with-training"
             )
         return self
+
+    def _check_model_path(self) -> None:
+        if self.model_path is None:
+            raise ValueError("model_path is needed for model_source local: the model file or directory to copy")
+        if not self.model_path.exists():
+            raise ValueError(f"model_path {self.model_path} does not exist")
+        found = format_of(self.model_path)
+        if found is None:
+            raise ValueError(
+                f"model_path {self.model_path}: its name tells no model format; name the file *.pkl, *.joblib, "
+                "*.json, *.ubj, *.model, *.keras or *.h5, or give a SavedModel directory"
+            )
+        if FRAMEWORK_OF_FORMAT[found] != self.framework:
+            raise ValueError(
+                f"model_path {self.model_path} is a {found} model file, which is {FRAMEWORK_OF_FORMAT[found]}'s, "
+                f"not {self.framework}'s: give framework {FRAMEWORK_OF_FORMAT[found]}"
+            )
+        if found != self.model_format:
+            raise ValueError(
+                f"model_format {self.model_format!r} contradicts model_path {self.model_path}, a {found} file: "
+                f"leave model_format out (the file's name tells it) or give {found}"
+            )
 
     @property
     def target_dir(self) -> Path:
@@ -174,9 +188,18 @@ def default_values(chosen: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults that depend on what was already chosen."""
     defaults = {name: field.default for name, field in ProjectOptions.model_fields.items() if not field.is_required()}
     framework = chosen.get("framework")
-    if framework in FORMATS_OF_FRAMEWORK:
+    if file_format := _model_file_format(chosen):
+        defaults["model_format"] = file_format
+    elif framework in FORMATS_OF_FRAMEWORK:
         defaults["model_format"] = FORMATS_OF_FRAMEWORK[framework][0]
     return {k: v for k, v in defaults.items() if v is not None}
+
+
+def _model_file_format(chosen: Mapping[str, Any]) -> str | None:
+    """The format a local model's file name tells, or None."""
+    if chosen.get("model_source") != "local" or not chosen.get("model_path"):
+        return None
+    return format_of(Path(chosen["model_path"]))
 
 
 Prompter = Callable[[str, Mapping[str, Any]], Any]
@@ -206,9 +229,10 @@ def resolve(
         for name in (
             "project_name",
             "framework",
-            "model_format",
             "model_source",
             "model_path",
+            "registry_package",
+            "model_format",
             "sample_task",
             "include_tests",
             "optimize",
@@ -226,7 +250,8 @@ def resolve(
                 values[name], origin[name] = answer, "prompt"
     for name, value in default_values(values).items():
         if name not in values:
-            values[name], origin[name] = value, "default"
+            from_file = name == "model_format" and _model_file_format(values)
+            values[name], origin[name] = value, "model file name" if from_file else "default"
     try:
         options = ProjectOptions(**values)
     except ValidationError as exc:
@@ -238,6 +263,10 @@ def _asked(name: str, values: Mapping[str, Any]) -> bool:
     source = values.get("model_source", "sample")
     if name == "model_path":
         return source == "local"
+    if name == "registry_package":
+        return source == "registry"
+    if name == "model_format":
+        return source != "local"  # a local model's file name tells its format
     if name == "sample_task":
         return source == "sample"
     if name == "with_training":
@@ -270,6 +299,7 @@ def answer_problem(name: str, value: Any, known: Mapping[str, Any]) -> str | Non
     except ValidationError as exc:
         for error in exc.errors():
             location = error["loc"]
-            if (location and location[0] == name) or (not location and name in error["msg"]):
+            blames_name = re.match(rf"(Value error, )?{name}\b", error["msg"])
+            if (location and location[0] == name) or (not location and blames_name):
                 return _describe(error)
     return None

@@ -14,14 +14,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from modelcrate.transform import storage
-from modelcrate.transform.job import TransformJob
+from modelcrate.transform.job import JobError, TransformJob
 from modelcrate.transform.records import Batch, Processor, RecordError
 from modelcrate.transform.storage import InputObject, StorageError
 
 DEFAULT_INVOCATION_TIMEOUT_S = 600.0
 _SHOWN = 300  # longest excerpt of a container's error body quoted in a reason
+# The ContentType an input's extension tells, for jobs that do not give one (the container answers 415 without).
+CONTENT_TYPE_OF_EXTENSION = {
+    ".csv": "text/csv",
+    ".json": "application/json",
+    ".jsonl": "application/jsonlines",
+    ".npy": "application/x-npy",
+}
 
 
 class InvocationError(RuntimeError):
@@ -104,19 +112,46 @@ class JobSummary:
         return "Failed" if self.failed else "Completed"
 
     @property
-    def failure_reason(self) -> str | None:
-        failed = self.failed
-        if not failed:
-            return None
-        return f"{len(failed)} of {len(self.files)} files failed; first: {failed[0].relative}: {failed[0].failure}"
-
-    @property
     def records_in(self) -> int:
         return sum(f.records_in for f in self.files if not f.skipped)
 
     @property
     def bytes_in(self) -> int:
         return sum(f.bytes_in for f in self.files if not f.skipped)
+
+    @property
+    def records_per_second(self) -> int | None:
+        return round(self.records_in / self.seconds) if self.seconds else None
+
+    @property
+    def megabytes_per_second(self) -> float | None:
+        return round(self.bytes_in / 1e6 / self.seconds, 2) if self.seconds else None
+
+    @property
+    def _failed_of_all(self) -> str:
+        return f"{len(self.failed)} of {counted(len(self.files), 'file')}"
+
+    @property
+    def _first_failure(self) -> str:
+        first = self.failed[0]
+        return f"first: {first.relative}: {first.failure}"
+
+    @property
+    def failure_reason(self) -> str | None:
+        return f"{self._failed_of_all} failed; {self._first_failure}" if self.failed else None
+
+    @property
+    def report_line(self) -> str:
+        """The outcome as one sentence for people; as_dict() is the record for programs."""
+        if self.failed:
+            return f"Failed {self._failed_of_all}; {self._first_failure}"
+        done = sum(not f.skipped for f in self.files)
+        skipped = len(self.files) - done
+        line = (
+            f"Completed {counted(done, 'file')}, {counted(self.records_in, 'record')} in {self.seconds:.1f} s "
+            f"({self.records_per_second:,} records/s, {self.megabytes_per_second} MB/s)"
+        )
+        return line + (f"; skipped {counted(skipped, 'file')} already complete" if skipped else "")
 
     def as_dict(self) -> dict:
         return {
@@ -127,8 +162,8 @@ class JobSummary:
             "RecordsIn": self.records_in,
             "RecordsOut": sum(f.records_out for f in self.files if not f.skipped),
             "Seconds": round(self.seconds, 3),
-            "RecordsPerSecond": round(self.records_in / self.seconds) if self.seconds else None,
-            "MegabytesPerSecond": round(self.bytes_in / 1e6 / self.seconds, 2) if self.seconds else None,
+            "RecordsPerSecond": self.records_per_second,
+            "MegabytesPerSecond": self.megabytes_per_second,
             "Files": [
                 {
                     "File": f.relative,
@@ -156,6 +191,28 @@ def output_problem(job: TransformJob, item: InputObject) -> str | None:
     except StorageError as exc:
         return f"writing the output failed: {exc}"
     return None
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 file', '2 files'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def content_type_of_inputs(items: list[InputObject], compression: str) -> str:
+    """The ContentType the inputs' one extension tells (a Gzip job's inputs are named by what they compress)."""
+    extensions = set()
+    for item in items:
+        name = PurePosixPath(item.relative.lower())
+        extensions.add(name.with_suffix("").suffix if compression == "Gzip" and name.suffix == ".gz" else name.suffix)
+    fix = "give --content-type (TransformInput.ContentType)"
+    if len(extensions) > 1:
+        shown = ", ".join(sorted(e or "(none)" for e in extensions))
+        raise JobError(f"the inputs' extensions are mixed ({shown}), so their content type is unclear: {fix}")
+    (extension,) = extensions
+    if extension not in CONTENT_TYPE_OF_EXTENSION:
+        inputs = f"{extension} inputs" if extension else "inputs without an extension"
+        raise JobError(f"cannot tell the content type of {inputs}: {fix}")
+    return CONTENT_TYPE_OF_EXTENSION[extension]
 
 
 def list_inputs(job: TransformJob) -> list[InputObject]:
