@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from modelcrate.registry.artifacts import ArtifactStore
 from modelcrate.registry.db import open_engine
 from modelcrate.registry.service import Registry
 from tests.cards.conftest import TRAINING_METRICS, card_content
+from tests.conftest import MODELCRATE
 from tests.registry.conftest import package_request
 
 
