@@ -7,7 +7,7 @@ The Python API (see ``modelcrate.api``)::
     sm = modelcrate.client("sagemaker", database_url="sqlite:///registry.db", artifacts="artifacts/")
     sm.create_model_package_group(ModelPackageGroupName="abalone")     # as boto3.client("sagemaker")
     with modelcrate.serve_locally("model/") as server:
-        print(server.invoke("M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\\n"))
+        print(server.invoke("0,0,1,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\\n"))
 
 Every name is imported on first use: the serving runtime inside each image imports this package, and must not
 pay for (or need) SQLAlchemy, botocore or the command line.

@@ -295,7 +295,7 @@ def serve_locally(
     or MODELCRATE_* settings for the server. Raises ``ServerError`` with the reason when it cannot start::
 
         with modelcrate.serve_locally("model/") as server:
-            server.invoke("M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\\n")
+            server.invoke("0,0,1,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\\n")
     """
     from modelcrate.containers.endpoint import ServerSpec, running_server
 
