@@ -16,11 +16,12 @@ pay for (or need) SQLAlchemy, botocore or the command line.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it (and types it). Not imported here, not even for type checkers: the
+# runtime wheel ships this file without the control plane, and its test allows no import of what it leaves out.
 _EXPORTS = {
     "client": "modelcrate.api",
     "SageMakerClient": "modelcrate.api",
@@ -45,19 +46,6 @@ __all__ = [
     "sample_model",
     "serve_locally",
 ]
-
-if TYPE_CHECKING:
-    from modelcrate.api import (
-        LocalServer,
-        SageMakerClient,
-        batch_transform,
-        client,
-        init_project,
-        sample_model,
-        serve_locally,
-    )
-    from modelcrate.containers.invoke import InvokeError
-    from modelcrate.registry.service import RegistryError
 
 
 def __getattr__(name: str) -> Any:
