@@ -265,7 +265,7 @@ class LocalServer:
         return invoke_endpoint(self.url, payload, content_type, accept, custom_attributes, timeout)[0]
 
     def logs(self) -> str:
-        """What the server has logged so far (one JSON object a line)."""
+        """What the server has logged so far, one JSON object a line (while it runs: the log goes when it stops)."""
         return self._endpoint.logs()
 
     def stop(self) -> None:
