@@ -302,7 +302,10 @@ def test_approval_needs_a_reason_as_in_the_console(registry_cli, model_dir):
             "update-model-package", "--model-package-arn", "abalone/1", "--model-approval-status", decision
         )
         assert refused.returncode == 2
-        assert f"a reason is required to mark a package {decision}: give --approval-description" in refused.stderr
+        assert (
+            f"a reason is required to mark a package {decision}: give ApprovalDescription (--approval-description)"
+            in refused.stderr
+        )
     described = json.loads(registry_cli("describe-model-package", "--model-package-name", "abalone/1").stdout)
     assert described["ModelApprovalStatus"] == "PendingManualApproval"
 

@@ -334,6 +334,7 @@ class Cards:
                     {
                         "ModelCardName": card.name,
                         "ModelCardArn": card_arn(card.name),
+                        "ModelCardStatus": card.status,  # the card's: a status change makes no version
                         "ModelCardVersion": version.version,
                         "CreationTime": _iso(version.created_at),
                         "CreatedBy": {"UserProfileName": version.created_by},

@@ -145,7 +145,7 @@ def invoke(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Send one request to /invocations and print the response body (errors go to stderr, exit 1)."""
-    from modelcrate.cli.invoke import InvokeError, invoke_endpoint
+    from modelcrate.containers.invoke import InvokeError, invoke_endpoint
 
     try:
         body = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()

@@ -15,25 +15,23 @@ import typer
 
 from modelcrate.cli import app, error, say
 from modelcrate.cli.aws import operations_group
-from modelcrate.cli.registry import members_as_arguments, registry_failures
+from modelcrate.cli.registry import client_call, registry_failures, sagemaker_client
 
 
 def _cards():
-    from modelcrate.cards.service import Cards
-    from modelcrate.registry.service import Registry
-
     with registry_failures():
-        return Cards(Registry())
+        return sagemaker_client().cards
 
 
-CARD_CALLS = {
-    "CreateModelCard": lambda request: _cards().create_model_card(request),
-    "UpdateModelCard": lambda request: _cards().update_model_card(request),
-    "DescribeModelCard": members_as_arguments(_cards, "DescribeModelCard", "ModelCardName", "ModelCardVersion"),
-    "ListModelCards": lambda request: _cards().list_model_cards(request),
-    "ListModelCardVersions": members_as_arguments(_cards, "ListModelCardVersions", "ModelCardName"),
-    "DeleteModelCard": members_as_arguments(_cards, "DeleteModelCard", "ModelCardName"),
-}
+CARD_OPERATIONS = (
+    "CreateModelCard",
+    "UpdateModelCard",
+    "DescribeModelCard",
+    "ListModelCards",
+    "ListModelCardVersions",
+    "DeleteModelCard",
+)
+CARD_CALLS = {operation: client_call(sagemaker_client, operation) for operation in CARD_OPERATIONS}
 SUMMARIES = {
     "CreateModelCard": "Create a card (version 1) from its Content (a JSON document, or file://PATH).",
     "UpdateModelCard": "Change a card's Content (a new version) or its status (no new version); one at a time.",

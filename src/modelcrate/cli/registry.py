@@ -7,12 +7,13 @@ flag, JSON or shorthand, ``--cli-input-json``/``--cli-input-yaml``, ``--generate
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,58 +55,53 @@ def registry_failures(operation: str | None = None, also: tuple[type[Exception],
         raise typer.Exit(1) from None
 
 
-def members_as_arguments(service, operation: str, *members: str):
-    """The call of ``service()``'s method named after ``operation`` (DescribeModelPackage: describe_model_package),
-    which takes the request's ``members`` one by one; a request holding any other member is refused."""
+def client_call(make_client: Callable[[], Any], operation: str) -> Callable[[dict], dict]:
+    """The call of ``make_client()``'s method named after ``operation`` (DescribeModelPackage:
+    describe_model_package) with the request's members as keywords, as the Python API is called; a request
+    holding a member that method does not take is refused."""
     method = command_name(operation).replace("-", "_")
 
     def call(request: dict) -> dict:
         from modelcrate.registry.service import RegistryError
 
-        unsupported = sorted(set(request) - set(members))
-        if unsupported:
-            raise RegistryError(f"{operation} here takes only {', '.join(members)}; {unsupported[0]} is not supported")
-        return getattr(service(), method)(*(request.get(member) for member in members))
+        bound = getattr(make_client(), method)
+        parameters = inspect.signature(bound).parameters
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            unsupported = sorted(set(request) - set(parameters))
+            if unsupported:
+                taken = ", ".join(parameters)
+                raise RegistryError(f"{operation} here takes only {taken}; {unsupported[0]} is not supported")
+        return bound(**request)
 
     return call
 
 
+def sagemaker_client():
+    """The registry as the Python API's client, configured from the environment."""
+    from modelcrate.api import client
+
+    return client()
+
+
 def _registry():
-    from modelcrate.registry.service import Registry
-
-    return Registry()
+    return sagemaker_client().registry
 
 
-def _create_model_package(request: dict) -> dict:
-    from modelcrate.validation import create_validated_package
-
-    return create_validated_package(_registry(), request)
-
-
-def _update_model_package(request: dict) -> dict:
-    from modelcrate.registry.service import RegistryError
-
-    decision = request.get("ModelApprovalStatus")
-    # As the console: approving or rejecting is a decision someone must be able to read back in the history.
-    if decision in ("Approved", "Rejected") and not str(request.get("ApprovalDescription") or "").strip():
-        raise RegistryError(f"a reason is required to mark a package {decision}: give --approval-description")
-    return _registry().update_model_package(request)
-
-
-REGISTRY_CALLS = {
-    "CreateModelPackageGroup": lambda request: _registry().create_model_package_group(request),
-    "DescribeModelPackageGroup": members_as_arguments(_registry, "DescribeModelPackageGroup", "ModelPackageGroupName"),
-    "ListModelPackageGroups": lambda request: _registry().list_model_package_groups(request),
-    "DeleteModelPackageGroup": members_as_arguments(_registry, "DeleteModelPackageGroup", "ModelPackageGroupName"),
-    "CreateModelPackage": _create_model_package,
-    "DescribeModelPackage": members_as_arguments(_registry, "DescribeModelPackage", "ModelPackageName"),
-    "ListModelPackages": lambda request: _registry().list_model_packages(request),
-    "UpdateModelPackage": _update_model_package,
-    "DeleteModelPackage": members_as_arguments(_registry, "DeleteModelPackage", "ModelPackageName"),
-    "AddTags": lambda request: _registry().add_tags(request),
-    "ListTags": lambda request: _registry().list_tags(request),
-    "DeleteTags": lambda request: _registry().delete_tags(request),
-}
+REGISTRY_OPERATIONS = (
+    "CreateModelPackageGroup",
+    "DescribeModelPackageGroup",
+    "ListModelPackageGroups",
+    "DeleteModelPackageGroup",
+    "CreateModelPackage",
+    "DescribeModelPackage",
+    "ListModelPackages",
+    "UpdateModelPackage",
+    "DeleteModelPackage",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
+)
+REGISTRY_CALLS = {operation: client_call(sagemaker_client, operation) for operation in REGISTRY_OPERATIONS}
 SUMMARIES = {
     "CreateModelPackageGroup": "Create a group that versions its packages 1, 2, 3...",
     "CreateModelPackage": "Register a package: the model is stored with its sha256, then validated when it has a "
@@ -176,18 +172,16 @@ def register(
     CustomerMetadataProperties. When the version before it has a model card, the new version gets a Draft card
     carried over from it (--no-carry-card: none). Example: modelcrate registry register my-project/ --group abalone
     """
-    from modelcrate.registration import register as register_package
-    from modelcrate.registration import registration_request
-    from modelcrate.registry.service import Registry
-
     with registry_failures():
-        registry = Registry()
-        # Packed inside the store, not in /tmp: recovery removes what a killed registration left.
-        with registry.store.staging() as scratch:
-            request = registration_request(
-                source, group, description, approval_status, image, validation_input, scratch=scratch
-            )
-            registered = register_package(registry, request, carry_card=carry_card)
+        registered = sagemaker_client().register_model(
+            source,
+            group,
+            description=description,
+            approval_status=approval_status,
+            image=image,
+            validation_input=validation_input,
+            carry_card=carry_card,
+        )
     described = registered.package
     print(json.dumps({"ModelPackageArn": described["ModelPackageArn"]}, indent=4))
     say(
@@ -228,10 +222,9 @@ def export_sagemaker(
     > request.json && aws sagemaker create-model-package --cli-input-json file://request.json
     """
     from modelcrate.registry.sagemaker import BridgeError, create_model_package_request, model_data_urls
-    from modelcrate.registry.service import Registry
 
     with registry_failures(also=(BridgeError,)):
-        registry = Registry()
+        registry = _registry()
         described = registry.describe_model_package(package)
         tags = registry.list_tags({"ResourceArn": described["ModelPackageArn"]})["Tags"]
         request = create_model_package_request(described, model_data_urls(described, model_data_url or []), tags)
@@ -256,10 +249,9 @@ def push(
     """
     from modelcrate.registry.sagemaker import BridgeError
     from modelcrate.registry.sagemaker import push as push_package
-    from modelcrate.registry.service import Registry
 
     with registry_failures(also=(BridgeError,)):
-        registry = Registry()
+        registry = _registry()
         described = registry.describe_model_package(package)
         with registry.store.staging() as scratch:
             artifacts = registry.verified_artifacts(package, scratch)

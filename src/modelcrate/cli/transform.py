@@ -13,8 +13,6 @@ import typer
 
 from modelcrate.cli import app, err, error, say
 
-REGISTRY_PREFIX = "registry:"
-
 
 class Engine(str, Enum):
     local = "local"
@@ -22,7 +20,7 @@ class Engine(str, Enum):
 
 
 def _job_from(job_file: Path | None, flags: dict, environment: list[str]):  # -> TransformJob; flags win over the file
-    from modelcrate.transform.job import TransformJob
+    from modelcrate.api import JOB_FIELDS, transform_job
 
     data: dict = {}
     if job_file:
@@ -32,55 +30,14 @@ def _job_from(job_file: Path | None, flags: dict, environment: list[str]):  # ->
             raise typer.BadParameter(f"cannot read {job_file}: {exc}", param_hint="--job") from None
         if not isinstance(data, dict):
             raise typer.BadParameter(f"{job_file} must hold a JSON object (CreateTransformJob)", param_hint="--job")
-    sections = {
-        "input": ("TransformInput", "DataSource", "S3DataSource", "S3Uri"),
-        "data_type": ("TransformInput", "DataSource", "S3DataSource", "S3DataType"),
-        "content_type": ("TransformInput", "ContentType"),
-        "compression": ("TransformInput", "CompressionType"),
-        "split_type": ("TransformInput", "SplitType"),
-        "output": ("TransformOutput", "S3OutputPath"),
-        "accept": ("TransformOutput", "Accept"),
-        "assemble_with": ("TransformOutput", "AssembleWith"),
-        "input_filter": ("DataProcessing", "InputFilter"),
-        "output_filter": ("DataProcessing", "OutputFilter"),
-        "join_source": ("DataProcessing", "JoinSource"),
-        "strategy": ("BatchStrategy",),
-        "max_payload": ("MaxPayloadInMB",),
-        "max_concurrent": ("MaxConcurrentTransforms",),
-        "instance_count": ("TransformResources", "InstanceCount"),
-        "name": ("TransformJobName",),
-    }
-    for flag, path in sections.items():
-        if flags.get(flag) is None:
-            continue
-        node = data
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = flags[flag]
+    variables = {}
     for item in environment:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise typer.BadParameter(f"{item!r}: write NAME=VALUE", param_hint="--env")
-        data.setdefault("Environment", {})[name] = value
-    return TransformJob.parse(data, str(job_file) if job_file else "the flags")
-
-
-def _package_target(target: str, scratch: Path):
-    """``registry:GROUP/N`` (or ``registry:GROUP``, its latest Approved version): the package's own containers."""
-    from modelcrate.registry.artifacts import ArtifactError
-    from modelcrate.registry.service import Registry, RegistryError
-    from modelcrate.transform.targets import TargetError
-    from modelcrate.validation import package_target
-
-    identifier = target[len(REGISTRY_PREFIX) :]
-    try:
-        registry = Registry()
-        arn = identifier if "/" in identifier else registry.latest_approved(identifier)
-        resolved, how = package_target(registry, arn, scratch)
-    except (RegistryError, ArtifactError) as exc:
-        raise TargetError(f"{target}: {exc}") from None
-    say(f"{arn}: {how}")
-    return resolved
+        variables[name] = value
+    fields = {keyword: flags.get(keyword) for keyword in JOB_FIELDS}
+    return transform_job(data, fields, variables, str(job_file) if job_file else "the flags")
 
 
 @app.command()
@@ -138,13 +95,14 @@ def transform(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
+    from modelcrate.api import transform_target
     from modelcrate.containers.endpoint import ServerError
     from modelcrate.pipeline import PipelineDefinitionError, PipelineError
     from modelcrate.transform.engine import content_type_of_inputs, list_inputs
     from modelcrate.transform.job import JobError
     from modelcrate.transform.run import run_job
     from modelcrate.transform.storage import StorageError
-    from modelcrate.transform.targets import TargetError, resolve_target
+    from modelcrate.transform.targets import TargetError
 
     flags = dict(locals())
     flags.update(input=input_uri, output=output_uri)
@@ -158,8 +116,9 @@ def transform(
             job.TransformInput.ContentType = content_type_of_inputs(items, job.TransformInput.CompressionType)
             say(f"content type {job.TransformInput.ContentType}, inferred from the input files' extension")
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelcrate-transform-"))
-        resolved = _package_target(target, Path(scratch)) if target.startswith(REGISTRY_PREFIX) else None
-        resolved = resolved or resolve_target(target)
+        resolved, how = transform_target(target, Path(scratch))
+        if how:
+            say(how)
         total = sum(i.size for i in items) if job.TransformInput.CompressionType == "None" else None
         columns = (
             TextColumn("{task.description}"),

@@ -7,7 +7,8 @@ import urllib.request
 
 
 class InvokeError(Exception):
-    pass
+    """/invocations refused a request (the message holds the HTTP status and the server's answer) or could not
+    be reached."""
 
 
 def invoke_endpoint(
