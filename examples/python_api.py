@@ -88,7 +88,6 @@ summary = modelcrate.batch_transform(
     "registry:abalone/1",
     input=work / "input",
     output=work / "output",
-    content_type="text/csv",
     split_type="Line",
     accept="text/csv",
     assemble_with="Line",

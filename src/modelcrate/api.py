@@ -402,11 +402,12 @@ def batch_transform(
     ``target``: a model directory, a project, an image, a pipeline definition (.json) or ``registry:GROUP/N``.
     ``input``/``output``: a path, ``file://`` or ``s3://``; every input object becomes OUTPUT/<name>.out.
     ``job``: a CreateTransformJob request for any other field (DataProcessing, MaxPayloadInMB...); the keywords
-    win over it. ``registry``: the client a ``registry:`` target is read from (default: the environment's
-    registry). A job that fails on some records returns TransformJobStatus "Failed" with the reason; a job that cannot
+    win over it. With no ``content_type``, the inputs' one extension tells it (.csv: text/csv...).
+    ``registry``: the client a ``registry:`` target is read from (default: the environment's registry).
+    A job that fails on some records returns TransformJobStatus "Failed" with the reason; a job that cannot
     start raises (``JobError``, ``TargetError``, ``ServerError``, ``StorageError``).
     """
-    from modelcrate.transform.engine import list_inputs
+    from modelcrate.transform.engine import fill_content_type, list_inputs
     from modelcrate.transform.run import run_job
 
     fields = {
@@ -419,9 +420,11 @@ def batch_transform(
         "strategy": strategy,
     }
     parsed = transform_job(job, fields, environment)
+    items = list_inputs(parsed)
+    fill_content_type(parsed, items)  # as the command line does, from the inputs' one extension
     with tempfile.TemporaryDirectory(prefix="modelcrate-transform-") as scratch:
         resolved, _ = transform_target(target, Path(scratch), registry.registry if registry else None)
-        summary = run_job(parsed, resolved, list_inputs(parsed), engine=engine, workers=workers, resume=resume)
+        summary = run_job(parsed, resolved, items, engine=engine, workers=workers, resume=resume)
     return summary.as_dict()
 
 

@@ -98,7 +98,7 @@ def transform(
     from modelcrate.api import transform_target
     from modelcrate.containers.endpoint import ServerError
     from modelcrate.pipeline import PipelineDefinitionError, PipelineError
-    from modelcrate.transform.engine import content_type_of_inputs, list_inputs
+    from modelcrate.transform.engine import fill_content_type, list_inputs
     from modelcrate.transform.job import JobError
     from modelcrate.transform.run import run_job
     from modelcrate.transform.storage import StorageError
@@ -112,9 +112,9 @@ def transform(
         if not job_file and not input_uri:
             raise JobError("give the job as --job job.json, or at least --input and --output")
         items = list_inputs(job)
-        if not job.TransformInput.ContentType:
-            job.TransformInput.ContentType = content_type_of_inputs(items, job.TransformInput.CompressionType)
-            say(f"content type {job.TransformInput.ContentType}, inferred from the input files' extension")
+        inferred = fill_content_type(job, items)
+        if inferred:
+            say(f"content type {inferred}, inferred from the input files' extension")
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelcrate-transform-"))
         resolved, how = transform_target(target, Path(scratch))
         if how:

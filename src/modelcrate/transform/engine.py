@@ -215,6 +215,15 @@ def content_type_of_inputs(items: list[InputObject], compression: str) -> str:
     return CONTENT_TYPE_OF_EXTENSION[extension]
 
 
+def fill_content_type(job: TransformJob, items: list[InputObject]) -> str | None:
+    """A job that names no ContentType takes the one its inputs' extension tells: returned, to be shown; None
+    when the job named one."""
+    if job.TransformInput.ContentType:
+        return None
+    job.TransformInput.ContentType = content_type_of_inputs(items, job.TransformInput.CompressionType)
+    return job.TransformInput.ContentType
+
+
 def list_inputs(job: TransformJob) -> list[InputObject]:
     source = job.TransformInput.DataSource.S3DataSource
     manifest = source.S3DataType == "ManifestFile"
