@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_EXTRAS := xgboost,samples
+# The demo trains its XGBoost sample through XGBoost's scikit-learn API, so it needs sklearn too.
+DEMO_EXTRAS := sklearn,xgboost,samples
 FULL_EXTRAS := all,dev,bench
 DEMO_STAMP := $(VENV)/.demo-stamp
 FULL_STAMP := $(VENV)/.installed-stamp
