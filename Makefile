@@ -52,12 +52,12 @@ demo: $(DEMO_STAMP)  ## train a sample model, serve it, send CSV/JSON/JSON Lines
 TEST_PROCESSES ?= 2
 
 test: $(FULL_STAMP)  ## lint, then the whole test suite
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/pytest --numprocesses $(TEST_PROCESSES) --dist loadfile
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 bench: $(FULL_STAMP)  ## serving benchmark; writes benchmarks/results/serving.md (needs wrk)
 	$(BIN)/python benchmarks/serving.py
