@@ -59,7 +59,9 @@ def test_a_framework_missing_from_the_image_fails_the_job_in_one_line_saying_to_
     docker("build", "--quiet", "--force-rm", "--tag", image, str(context), timeout=300)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("0,1,0,0.5,0.4,0.1,0.5,0.2,0.1,0.15\n")
-    failed = modelcrate("transform", image, "--input", "in", "--output", "out", cwd=tmp_path)
+    failed = modelcrate(
+        "transform", image, "--input", "in", "--output", "out", "--content-type", "text/csv", cwd=tmp_path
+    )
     assert failed.returncode == 2
     (line,) = [line for line in failed.stderr.splitlines() if line.strip()]  # the progress bar leaves a blank one
     assert line.startswith(f"error: the model server for {image} stopped before it was healthy: cannot start: ")
